@@ -1,0 +1,118 @@
+"""``assist`` command line: train, compare (and the commands other modules attach)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from assist.config import ConfigError, apply_overrides, load_config_file, make_config
+
+# Errors that are the user's input, not a bug: one line, non-zero exit, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, KeyError, FileNotFoundError,
+                                                 NotADirectoryError, PermissionError)
+
+COMPARE_DEFAULTS = {"dataset": "digits", "model": "fcnet100", "epochs": 20, "batch_size": 32,
+                    "learning_rate": 0.05}
+
+
+def resolve_values(config_file: Optional[str], overrides: tuple[str, ...], defaults: Optional[dict] = None) -> dict:
+    values = dict(defaults or {})
+    if config_file:
+        values.update(load_config_file(config_file))
+    return apply_overrides(values, list(overrides))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="assist")
+def cli() -> None:
+    """ASSIST: strategic data sampling for supervised training."""
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.option("--config", "config_file", type=str, help="YAML file of config keys.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<name>).")
+@click.option("--restart", is_flag=True, help="Start over if --out holds an earlier run.")
+@click.argument("overrides", nargs=-1)
+def train(config_file: Optional[str], out: Optional[str], restart: bool, overrides: tuple[str, ...]) -> None:
+    """Train one run. OVERRIDES are key=value pairs (values read as YAML)."""
+    from assist.api import run_name, train as train_run
+    from assist.engine.callbacks import ProgressReporter
+
+    config = make_config(resolve_values(config_file, overrides))
+    target = Path(out) if out else Path("runs") / run_name(config)
+    result = train_run(config, out=target, restart=restart, callbacks=[ProgressReporter(label=config.strategy)])
+    final = result.final
+    click.echo(f"{result.summary['status']}: {config.strategy} on {config.dataset}/{config.model}, "
+               f"{result.state.epoch} epochs, test accuracy {100 * final.get('test_accuracy', float('nan')):.2f}% "
+               f"-> {target}")
+    if result.summary["status"] == "failed":
+        click.echo(f"run failed: {result.summary['reason']}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--config", "config_file", type=str, help="YAML file of config keys.")
+@click.option("--out", type=click.Path(file_okay=False), help="Also write each run's directory under DIR.")
+@click.option("--strategies", default="batchwise", show_default=True,
+              help="Comma-separated strategies to compare with the archetype twin.")
+@click.argument("overrides", nargs=-1)
+def compare(config_file: Optional[str], out: Optional[str], strategies: str, overrides: tuple[str, ...]) -> None:
+    """Train the archetype and strategies on the same data and seed; print the thesis table.
+
+    Defaults: scikit-learn's bundled digits (offline), FCNet100, 20 epochs."""
+    from assist.api import compare as compare_runs
+    from assist.engine.callbacks import ProgressReporter
+    from assist.tables import comparison_table, cost_table
+
+    values = resolve_values(config_file, overrides, COMPARE_DEFAULTS)
+    values.pop("strategy", None)
+    for flag in ("epoch_filtering", "batch_filtering"):
+        values.pop(flag, None)
+    base = make_config(values)
+    names = [name.strip() for name in strategies.split(",") if name.strip()]
+    variants = [{"strategy": name} for name in names if name != "archetype"]
+    results = compare_runs(base, variants, out=out, callbacks_for=lambda label: [ProgressReporter(label=label)])
+    click.echo(f"\n{base.dataset} / {base.model}, {base.epochs} epochs, batch {base.batch_size}, seed {base.rng_seed}\n")
+    click.echo(comparison_table({label: r.final for label, r in results.items()}))
+    click.echo("")
+    click.echo(cost_table({label: {**r.final, "train_time_s": r.state.train_time_s} for label, r in results.items()}))
+
+
+def _attach_optional_commands() -> None:
+    """Commands that live in other modules (report, sweep, ...) register themselves here."""
+    try:
+        from assist.report.command import report_command
+    except ImportError:
+        return
+    cli.add_command(report_command, "report")
+
+
+_attach_optional_commands()
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    from assist.data.base import DataError
+    from assist.tracking import RunDirError
+
+    try:
+        cli.main(args=argv, prog_name="assist", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (DataError, RunDirError, *USER_ERRORS) as error:
+        if os.environ.get("ASSIST_DEBUG"):
+            raise
+        message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        click.echo(f"assist: error: {message}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

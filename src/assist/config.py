@@ -1,0 +1,225 @@
+"""The run configuration: one flat, typed, validated mapping.
+
+Keys follow the thesis (Table 4.1) where it names them; every default lives here with a
+one-line reason. Unknown keys are rejected with the valid ones listed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config could not be built; the message names the key and the problem."""
+
+
+# Keys that make a run "strategic"; a run's archetype twin is the same config with these
+# at their defaults and strategy="archetype".
+STRATEGY_KEYS: tuple[str, ...] = (
+    "strategy", "epoch_filtering", "batch_filtering", "batch_accumulation",
+    "accumulation_batch_size", "filter", "soft_margin", "selector", "select_k", "select_q",
+    "select_p", "select_buckets", "fill_random", "overflow", "starved_epoch", "scoring_mode",
+    "strategy_options",
+)
+
+PositiveInt = Field(gt=0)
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- data and model
+    dataset: str = "digits"                 # offline default (scikit-learn's bundled digits)
+    data_dir: Optional[str] = None          # None: $ASSIST_DATA_DIR or the user cache
+    download: bool = False                  # fetch missing files from the public mirrors
+    num_classes: Optional[Union[int, list[int]]] = None  # subset: first k classes or a list
+    samples_per_class: Optional[int] = Field(default=None, gt=0)
+    model: str = "fcnet100"
+    # --- optimisation (thesis Table 4.1 names)
+    epochs: int = Field(default=10, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)   # SGD only
+    nesterov: bool = False                              # SGD only
+    weight_decay: float = Field(default=5e-4, ge=0)
+    amsgrad: bool = False                               # Adam only
+    lr_scheduler: Literal["none", "exponential", "multistep"] = "none"
+    gamma: Optional[float] = Field(default=None, gt=0)  # None: 0.995 exponential, 0.1 multistep
+    milestone_every: int = Field(default=30, gt=0)      # multistep: decay every n epochs
+    data_augmentation: Optional[bool] = None            # None: the data set's default
+    augmentation_recipe: Literal["thesis", "light"] = "thesis"
+    rng_seed: int = 0
+    device: str = "cpu"
+    # --- strategy
+    strategy: Optional[str] = None          # None: derived from epoch/batch_filtering
+    epoch_filtering: bool = False           # Algorithm 8
+    batch_filtering: bool = False           # Algorithms 9/10
+    batch_accumulation: bool = True         # False: unstable batch size (Algorithm 9)
+    accumulation_batch_size: Optional[int] = Field(default=None, gt=0)  # None: batch_size
+    filter: Literal["hard", "soft", "none"] = "hard"
+    soft_margin: float = 0.1                # alpha of the soft accuracy filter, in (0, 1)
+    selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = None
+    select_k: Optional[float] = Field(default=None, gt=0)  # count (>=1) or fraction (<1)
+    select_q: float = Field(default=0.5, ge=0, le=1)
+    select_p: float = Field(default=2.0, gt=0)
+    select_buckets: int = Field(default=2, ge=2)
+    fill_random: bool = False               # fill to k with random samples when too few pass
+    overflow: Literal["discard", "carry"] = "discard"  # thesis discards accepted overflow
+    starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = "wait"
+    scoring_mode: Literal["eval", "train"] = "eval"
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    # --- evaluation and bookkeeping
+    train_eval_subset: Optional[int] = Field(default=None, gt=0)  # None: full train set
+    train_eval_every: int = Field(default=1, gt=0)
+    eval_batch_size: int = Field(default=1024, gt=0)
+    num_threads: Optional[int] = Field(default=None, gt=0)
+    checkpoint_every: int = Field(default=1, gt=0)
+
+    @field_validator("soft_margin")
+    @classmethod
+    def _margin_in_open_unit_interval(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError("must lie in (0, 1)")
+        return value
+
+    @field_validator("select_k")
+    @classmethod
+    def _count_or_fraction(cls, value: Optional[float]) -> Optional[float]:
+        if value is not None and value >= 1 and value != int(value):
+            raise ValueError("must be a whole count (>= 1) or a fraction below 1")
+        return value
+
+    @model_validator(mode="after")
+    def _optimizer_options(self) -> "TrainConfig":
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer=sgd with momentum > 0")
+        return self
+
+    @field_validator("num_classes")
+    @classmethod
+    def _positive_classes(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be a positive count or a list of class ids")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_strategy(self) -> "TrainConfig":
+        from assist.strategies import STRATEGIES  # late import: strategies import config
+
+        derived = {
+            (False, False): "archetype", (True, False): "epochwise",
+            (False, True): "batchwise", (True, True): "epoch_batchwise",
+        }[(self.epoch_filtering, self.batch_filtering)]
+        if self.strategy is None:
+            object.__setattr__(self, "strategy", derived)
+        elif self.strategy in derived_names() and self.strategy != derived and (
+            self.epoch_filtering or self.batch_filtering
+        ):
+            raise ValueError(
+                f"strategy={self.strategy!r} conflicts with epoch_filtering={self.epoch_filtering}, "
+                f"batch_filtering={self.batch_filtering} (which select {derived!r})"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES.names())}")
+        if self.strategy in derived_names():
+            flags = {"archetype": (False, False), "epochwise": (True, False),
+                     "batchwise": (False, True), "epoch_batchwise": (True, True)}[self.strategy]
+            object.__setattr__(self, "epoch_filtering", flags[0])
+            object.__setattr__(self, "batch_filtering", flags[1])
+        return self
+
+    @property
+    def raw_batch_size(self) -> int:
+        return self.accumulation_batch_size or self.batch_size
+
+    @property
+    def resolved_gamma(self) -> float:
+        if self.gamma is not None:
+            return self.gamma
+        return 0.995 if self.lr_scheduler == "exponential" else 0.1
+
+
+def derived_names() -> tuple[str, ...]:
+    return ("archetype", "epochwise", "batchwise", "epoch_batchwise")
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "config"
+        if item["type"] == "extra_forbidden":
+            valid = ", ".join(TrainConfig.model_fields)
+            problems.append(f"unknown key {key!r}; valid keys: {valid}")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            value = item.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            problems.append(f"{key}: {message}{shown}")
+    return "; ".join(problems)
+
+
+def make_config(values: dict[str, Any]) -> TrainConfig:
+    """Validate a mapping into a TrainConfig, raising ConfigError with one readable line."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error)) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML (so 0.1, true, [1, 2] and null work).
+    Dotted keys (``strategy_options.ratio=0.3``) address entries of a dict-valued key."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    merged = dict(values)
+    for text in overrides:
+        key, value = parse_override(text)
+        if "." in key:
+            head, tail = key.split(".", 1)
+            nested = dict(merged.get(head) or {})
+            nested[tail] = value
+            merged[head] = nested
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    return data
+
+
+def twin_config(config: TrainConfig) -> TrainConfig:
+    """The archetype twin: identical parameters and seed, strategy keys at their defaults."""
+    values = config.model_dump()
+    defaults = TrainConfig.model_fields
+    for key in STRATEGY_KEYS:
+        field = defaults[key]
+        values[key] = field.get_default(call_default_factory=True)
+    values["strategy"] = "archetype"
+    return make_config(values)

@@ -1,0 +1,301 @@
+"""Batched image augmentation with per-sample random parameters, registered by recipe name.
+
+Why not torchvision v2: it draws one parameter set per call, so a whole batch would share one
+flip/rotation/jitter. Here every sample gets its own parameters, and the batch is transformed at
+once with tensor ops (no Python loop per sample), on whatever device the batch lives on.
+
+Parameters are drawn (``sample_params``, CPU tensors from the caller's ``torch.Generator``)
+separately from being applied (``apply``), so a view can be replayed: epochwise filtering draws one
+table for all N samples at epoch start and indexes it by sample (``index_params``), so that the
+training pass sees the same augmented view as the scoring pass ("hard" filtering).
+
+Geometry. Flip, random affine and crop-with-padding are composed into one inverse affine map per
+sample and applied with a single ``grid_sample`` (one resampling instead of three). Zero padding
+followed by a random crop is an integer translation with zero fill; that zero fill is reproduced
+with a mask, so the composition equals the sequential flip -> affine -> crop pipeline (up to the
+interpolation, bilinear by default; torchvision's RandomAffine uses nearest). Recipes without
+rotation/scale ("light") use exact integer indexing instead of ``grid_sample``.
+
+Colour. Brightness, contrast and saturation are per-sample blends with the same formulas as
+torchvision's ColorJitter (grey = 0.299 R + 0.587 G + 0.114 B). Hue is shifted exactly in HSV
+space (vectorised RGB -> hue -> RGB, not the YIQ approximation). The four are applied in a fixed
+order (brightness, contrast, saturation, hue); torchvision shuffles that order per call. Images with
+one channel skip saturation and hue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from assist.registry import Registry
+
+Params = dict[str, torch.Tensor]
+
+_GREY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """One augmentation recipe bound to an image size. Ranges follow torchvision's arguments:
+    angle ~ U(-degrees, degrees); affine shift ~ round(U(-translate, translate) * size) pixels;
+    scale ~ U(scale); crop shift ~ randint(-padding, padding) pixels per axis; brightness,
+    contrast, saturation factors ~ U(max(0, 1 - v), 1 + v); hue shift ~ U(-hue, hue) turns."""
+
+    name: str
+    image_size: tuple[int, int]
+    flip_p: float = 0.0
+    degrees: float = 0.0
+    translate: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)
+    crop_padding: tuple[int, int] = (0, 0)  # (rows, columns) of zero padding before the crop
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        h, w = self.image_size
+        if h < 1 or w < 1:
+            raise ValueError(f"augmentation {self.name!r}: image_size must be positive, got {self.image_size}")
+        for key in ("flip_p", "degrees", "translate", "brightness", "contrast", "saturation", "hue"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"augmentation {self.name!r}: {key} must be >= 0, got {getattr(self, key)}")
+        if self.flip_p > 1 or self.hue > 0.5:
+            raise ValueError(f"augmentation {self.name!r}: flip_p must be <= 1 and hue <= 0.5")
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"augmentation {self.name!r}: scale must be 0 < low <= high, got {self.scale}")
+        if min(self.crop_padding) < 0:
+            raise ValueError(f"augmentation {self.name!r}: crop_padding must be >= 0, got {self.crop_padding}")
+        if self.interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"augmentation {self.name!r}: interpolation must be 'bilinear' or 'nearest', got {self.interpolation!r}")
+
+    @property
+    def uses_affine(self) -> bool:
+        return self.degrees > 0 or self.translate > 0 or self.scale != (1.0, 1.0)
+
+    @property
+    def param_keys(self) -> tuple[str, ...]:
+        """Keys of the parameter dict this recipe draws and expects, in drawing order."""
+        keys: list[str] = []
+        if self.flip_p > 0:
+            keys.append("flip")
+        if self.uses_affine:
+            keys += ["angle", "scale", "translate"]
+        if max(self.crop_padding) > 0:
+            keys.append("crop_shift")
+        keys += [k for k in ("brightness", "contrast", "saturation", "hue") if getattr(self, k) > 0]
+        return tuple(keys)
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.param_keys
+
+    def sample_params(self, n: int, generator: torch.Generator) -> Params:
+        """Per-sample parameters for ``n`` images, drawn only from ``generator`` (a CPU generator).
+
+        ``flip`` bool (n,); ``angle`` degrees (n,); ``scale`` (n,); ``translate`` and ``crop_shift``
+        int64 (n, 2) as (dx, dy) pixels the content moves right/down; colour factors float (n,)."""
+        if n < 0:
+            raise ValueError(f"augmentation {self.name!r}: n must be >= 0, got {n}")
+        if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+            raise ValueError(f"augmentation {self.name!r}: sample_params needs a CPU torch.Generator, got {generator!r}")
+        g = generator
+
+        def uniform(low: float, high: float, shape: tuple[int, ...] = (n,)) -> torch.Tensor:
+            return low + (high - low) * torch.rand(shape, generator=g)
+
+        params: Params = {}
+        if self.flip_p > 0:
+            params["flip"] = torch.rand(n, generator=g) < self.flip_p
+        if self.uses_affine:
+            params["angle"] = uniform(-self.degrees, self.degrees)
+            params["scale"] = uniform(*self.scale)
+            h, w = self.image_size
+            max_shift = torch.tensor([self.translate * w, self.translate * h])
+            params["translate"] = torch.round(uniform(-1.0, 1.0, (n, 2)) * max_shift).long()
+        if max(self.crop_padding) > 0:
+            pad_h, pad_w = self.crop_padding
+            dx = torch.randint(-pad_w, pad_w + 1, (n,), generator=g)
+            dy = torch.randint(-pad_h, pad_h + 1, (n,), generator=g)
+            params["crop_shift"] = torch.stack([dx, dy], dim=1)
+        for key in ("brightness", "contrast", "saturation"):
+            strength = getattr(self, key)
+            if strength > 0:
+                params[key] = uniform(max(0.0, 1.0 - strength), 1.0 + strength)
+        if self.hue > 0:
+            params["hue"] = uniform(-self.hue, self.hue)
+        return params
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        """Augment float images ``x`` (B, C, H, W) in [0, 1]; returns a new tensor in [0, 1]."""
+        self._check(x, params)
+        p = {k: v.to(x.device, non_blocking=True) for k, v in params.items()}
+        if self.uses_affine:
+            x = _affine_flip_shift(x, p.get("flip"), p["angle"], p["scale"], p["translate"], p.get("crop_shift"), self.interpolation)
+        elif "flip" in p or "crop_shift" in p:
+            x = _flip_shift(x, p.get("flip"), p.get("crop_shift"))
+        return _colour_jitter(x, p)
+
+    def _check(self, x: torch.Tensor, params: Params) -> None:
+        if x.dim() != 4 or not x.is_floating_point():
+            raise ValueError(f"augmentation {self.name!r}: expected float images (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
+        if tuple(x.shape[2:]) != tuple(self.image_size):
+            raise ValueError(f"augmentation {self.name!r}: built for {self.image_size[0]}x{self.image_size[1]} images, got {x.shape[2]}x{x.shape[3]}")
+        if set(params) != set(self.param_keys):
+            raise ValueError(f"augmentation {self.name!r}: params must have keys {sorted(self.param_keys)}, got {sorted(params)}")
+        for key, value in params.items():
+            if value.shape[0] != x.shape[0]:
+                raise ValueError(f"augmentation {self.name!r}: param {key!r} has {value.shape[0]} rows for a batch of {x.shape[0]}")
+
+
+def index_params(params: Params, positions: torch.Tensor) -> Params:
+    """Rows ``positions`` of a parameter table (e.g. one drawn for a whole epoch)."""
+    return {key: value[positions.to(value.device)] for key, value in params.items()}
+
+
+def _source_indices(length: int, shift: torch.Tensor | None, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample source index along one axis for a content shift, and whether it is inside."""
+    index = torch.arange(length, device=device).expand(batch, length)
+    if shift is not None:
+        index = index - shift[:, None]
+    return index, (index >= 0) & (index < length)
+
+
+def _flip_shift(x: torch.Tensor, flip: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
+    """Exact flip-then-integer-shift with zero fill, by gathering rows then columns."""
+    b, c, h, w = x.shape
+    rows, row_ok = _source_indices(h, None if shift is None else shift[:, 1], b, x.device)
+    cols, col_ok = _source_indices(w, None if shift is None else shift[:, 0], b, x.device)
+    if flip is not None:  # the flip comes first, so it mirrors the source column
+        cols = torch.where(flip[:, None], w - 1 - cols, cols)
+    out = x.gather(2, rows.clamp(0, h - 1)[:, None, :, None].expand(b, c, h, w))
+    out = out.gather(3, cols.clamp(0, w - 1)[:, None, None, :].expand(b, c, h, w))
+    if shift is None:
+        return out
+    return out.masked_fill_(~(row_ok[:, :, None] & col_ok[:, None, :])[:, None], 0.0)
+
+
+def _affine_flip_shift(
+    x: torch.Tensor,
+    flip: torch.Tensor | None,
+    angle: torch.Tensor,
+    scale: torch.Tensor,
+    translate: torch.Tensor,
+    shift: torch.Tensor | None,
+    mode: str,
+) -> torch.Tensor:
+    """flip -> affine (rotate about the centre, scale, translate) -> integer shift, as one sampling.
+
+    In pixel coordinates centred on the image, an output point p reads the input at
+    ``Flip @ A^-1 @ (p - shift - translate)`` with ``A = scale * R(angle)``; positive angles turn
+    the content counter-clockwise as displayed. ``affine_grid`` wants this map in normalised
+    coordinates (pixel * 2 / size), hence the aspect-ratio factors below."""
+    b, c, h, w = x.shape
+    radians = torch.deg2rad(angle.to(x.dtype))
+    cos, sin = torch.cos(radians) / scale, torch.sin(radians) / scale
+    mirror = torch.ones_like(cos) if flip is None else 1.0 - 2.0 * flip.to(x.dtype)
+    l00, l01, l10, l11 = mirror * cos, -mirror * sin, sin, cos  # Flip @ R(-angle) / scale
+    total = translate.to(x.dtype) + (0.0 if shift is None else shift.to(x.dtype))
+    off_x = -(l00 * total[:, 0] + l01 * total[:, 1])
+    off_y = -(l10 * total[:, 0] + l11 * total[:, 1])
+    theta = torch.stack(
+        [
+            torch.stack([l00, l01 * (h / w), off_x * (2.0 / w)], dim=1),
+            torch.stack([l10 * (w / h), l11, off_y * (2.0 / h)], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    if shift is None:
+        return out
+    _, row_ok = _source_indices(h, shift[:, 1], b, x.device)
+    _, col_ok = _source_indices(w, shift[:, 0], b, x.device)
+    return out.masked_fill_(~(row_ok[:, :, None] & col_ok[:, None, :])[:, None], 0.0)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    return (_GREY_WEIGHTS[0] * r + _GREY_WEIGHTS[1] * g + _GREY_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    ratio = ratio.to(x.dtype)[:, None, None, None]
+    return (ratio * x + (1.0 - ratio) * other).clamp_(0.0, 1.0)
+
+
+def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of RGB images by ``shift`` turns per sample (saturation and value kept)."""
+    r, g, b = x.unbind(1)
+    top, bottom = x.amax(dim=1), x.amin(dim=1)
+    spread = top - bottom
+    safe = torch.where(spread > 0, spread, torch.ones_like(spread))
+    sextant = torch.where(
+        top == r, (g - b) / safe, torch.where(top == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
+    )
+    sextant = torch.where(spread > 0, sextant, torch.zeros_like(sextant))  # grey has no hue
+    sextant = sextant + 6.0 * shift.to(x.dtype)[:, None, None]
+    # HSV -> RGB without branches: channel = V - V*S*clamp(min(k, 4 - k), 0, 1), k = (n + H*6) mod 6
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device)[None, :, None, None]
+    k = (n + sextant[:, None]).remainder_(6.0)
+    return top[:, None] - spread[:, None] * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+
+
+def _colour_jitter(x: torch.Tensor, p: Params) -> torch.Tensor:
+    """Brightness, contrast, saturation, hue (each only if its parameter is present)."""
+    if "brightness" in p:
+        x = _blend(x, torch.zeros((), dtype=x.dtype, device=x.device), p["brightness"])
+    if "contrast" in p:
+        grey = _grey(x) if x.shape[1] == 3 else x
+        x = _blend(x, grey.mean(dim=(1, 2, 3), keepdim=True), p["contrast"])
+    if x.shape[1] == 3:
+        if "saturation" in p:
+            x = _blend(x, _grey(x), p["saturation"])
+        if "hue" in p:
+            x = _shift_hue(x, p["hue"])
+    return x
+
+
+AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation")
+
+
+def default_crop_padding(image_size: tuple[int, int]) -> tuple[int, int]:
+    """4 pixels for 32x32 (the CIFAR convention), round(size / 8) for other sizes (1 for 8x8)."""
+    return round(image_size[0] / 8), round(image_size[1] / 8)
+
+
+@AUGMENTATIONS.register("none")
+def _none(image_size: tuple[int, int]) -> Augmentation:
+    return Augmentation("none", tuple(image_size))
+
+
+@AUGMENTATIONS.register("light")
+def _light(image_size: tuple[int, int]) -> Augmentation:
+    """Random crop with padding + horizontal flip (the common CIFAR recipe)."""
+    return Augmentation("light", tuple(image_size), flip_p=0.5, crop_padding=default_crop_padding(image_size))
+
+
+@AUGMENTATIONS.register("thesis")
+def _thesis(image_size: tuple[int, int]) -> Augmentation:
+    """The thesis's CIFAR recipe (section 4.2.3): flip, affine, crop with padding, colour jitter."""
+    return Augmentation(
+        "thesis", tuple(image_size), flip_p=0.5, degrees=180.0, translate=0.1, scale=(0.9, 1.1),
+        crop_padding=default_crop_padding(image_size),
+        brightness=0.5, contrast=0.5, saturation=0.5, hue=0.05,
+    )
+
+
+def make_augmentation(name: str, image_size: tuple[int, int]) -> Augmentation:
+    """The recipe registered as ``name``, bound to ``image_size`` (height, width)."""
+    return AUGMENTATIONS.create(name, (int(image_size[0]), int(image_size[1])))
+
+
+def augmentation_names() -> list[str]:
+    return AUGMENTATIONS.names()
+
+
+__all__ = ["AUGMENTATIONS", "Augmentation", "Params", "augmentation_names", "default_crop_padding", "index_params", "make_augmentation"]

@@ -1,0 +1,184 @@
+"""Image-folder data sets: ``train/<class>/<image>`` and ``test/<class>/<image>``.
+
+The source is a directory or a zip/tar archive (read directly, every member checked for
+safety, nothing extracted), optionally wrapped in one top-level folder. Class names are the
+sorted folder names and must be the same in both splits. Hidden entries (``.*``,
+``__MACOSX``) and top-level entries other than ``train``/``test`` are ignored.
+
+Decoding is done once: the arrays are cached as a ``.pt`` file keyed by a hash of the source
+(the archive's sha256, or the directory's file list with sizes and modification times), so
+the next load reads one file. A failed decode caches nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path, PurePosixPath
+
+import torch
+
+from assist.data.archives import archive_kind, iter_archive
+from assist.data.base import DataError, ImageDataset, channel_stats
+from assist.data.download import file_digest
+from assist.data.images import Source, decode_all
+from assist.data.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+CACHE_VERSION = 1  # bump when the decoding or the cache layout changes
+Layout = dict[str, dict[str, list[tuple[str, Source]]]]  # split -> class -> [(name, source)]
+
+
+def _ignored(parts: tuple[str, ...]) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def _strip_wrapper(paths: list[PurePosixPath], where: str) -> tuple[str, ...]:
+    """The prefix in front of ``train``/``test``: none, or a single top-level folder."""
+    tops = {p.parts[0] for p in paths if p.parts}
+    if tops & set(SPLITS):
+        return ()
+    if len(tops) == 1 and any(len(p.parts) > 1 and p.parts[1] in SPLITS for p in paths):
+        return (next(iter(tops)),)
+    raise DataError(f"{where}: expected train/<class>/<image> and test/<class>/<image> "
+                    f"(optionally inside one top-level folder), found top level {sorted(tops)[:5]}")
+
+
+def _layout(files: dict[PurePosixPath, Source], dirs: set[PurePosixPath], where: str) -> Layout:
+    """Group files by split and class, checking the layout; classes and files sorted."""
+    files = {p: s for p, s in files.items() if p.parts and not _ignored(p.parts)}
+    dirs = {p for p in dirs if p.parts and not _ignored(p.parts)}
+    prefix = _strip_wrapper(list(files) + list(dirs), where)
+    layout: Layout = {split: {} for split in SPLITS}
+    for directory in dirs:
+        rest = directory.parts[len(prefix):]
+        if len(rest) == 2 and rest[0] in SPLITS:
+            layout[rest[0]].setdefault(rest[1], [])
+        elif len(rest) > 2 and rest[0] in SPLITS:
+            raise DataError(f"{where}: unexpected folder {directory}; expected <split>/<class>/<image>")
+    for path in sorted(files):
+        rest = path.parts[len(prefix):]
+        if not rest or rest[0] not in SPLITS:
+            continue
+        if len(rest) != 3:
+            raise DataError(f"{where}: {path} is not at <split>/<class>/<image>")
+        layout[rest[0]].setdefault(rest[1], []).append((str(path), files[path]))
+    for split, classes in layout.items():
+        if not classes:
+            raise DataError(f"{where}: no class folders under {'/'.join(prefix + (split,))}/")
+        for name, items in classes.items():
+            if not items:
+                raise DataError(f"{where}: class folder {'/'.join(prefix + (split, name))}/ has no images")
+    train, test = set(layout["train"]), set(layout["test"])
+    if train != test:
+        raise DataError(f"{where}: train and test have different classes (only in train: {sorted(train - test)}, "
+                        f"only in test: {sorted(test - train)})")
+    return {split: dict(sorted(classes.items())) for split, classes in layout.items()}
+
+
+def _list_directory(root: Path) -> tuple[dict[PurePosixPath, Source], set[PurePosixPath], str]:
+    """Files and folders under ``root`` plus a fingerprint of names, sizes and mtimes."""
+    files: dict[PurePosixPath, Source] = {}
+    dirs: set[PurePosixPath] = set()
+    fingerprint = hashlib.sha256(str(root).encode())
+    for current, subdirs, names in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))  # never walk hidden trees
+        rel = PurePosixPath(Path(current).relative_to(root).as_posix())
+        dirs.update(rel / d for d in subdirs)
+        for name in sorted(names):
+            path = Path(current) / name
+            info = path.stat()
+            files[rel / name] = path
+            fingerprint.update(f"{rel / name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return files, dirs, fingerprint.hexdigest()
+
+
+def _resolve(path_text: str, data_dir: Path) -> Path:
+    path = Path(path_text).expanduser()
+    if not path.exists() and not path.is_absolute() and (data_dir / path).exists():
+        path = data_dir / path  # relative names are looked up in the data directory too
+    if not path.exists():
+        raise DataError(f"folder: {path_text} not found (looked relative to {Path.cwd()} and {data_dir})")
+    return path.resolve()
+
+
+def _read_cache(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        if cached.get("version") != CACHE_VERSION:
+            return None
+        return cached
+    except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
+        warnings.warn(f"ignoring unreadable cache {path}: {exc}", stacklevel=3)
+        return None
+
+
+def _write_cache(path: Path, content: dict) -> None:
+    try:
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        os.close(handle)
+        try:
+            torch.save(content, temp)
+            os.replace(temp, path)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+    except OSError as exc:
+        warnings.warn(f"could not write cache {path}: {exc}", stacklevel=3)
+
+
+def _decode(layout: Layout, classes: list[str], where: str) -> dict:
+    content: dict = {"version": CACHE_VERSION, "classes": classes}
+    for split in SPLITS:
+        items = [item for name in classes for item in layout[split][name]]
+        counts = torch.tensor([len(layout[split][name]) for name in classes])
+        content[f"{split}_images"] = torch.from_numpy(decode_all(items, where))
+        content[f"{split}_labels"] = torch.repeat_interleave(torch.arange(len(classes)), counts)
+    if content["train_images"].shape[1:] != content["test_images"].shape[1:]:
+        raise DataError(f"{where}: train images are {tuple(content['train_images'].shape[1:])}, "
+                        f"test images {tuple(content['test_images'].shape[1:])}")
+    mean, std = channel_stats(content["train_images"])
+    content["mean"], content["std"] = list(mean), list(std)
+    return content
+
+
+def load_folder(path_text: str, *, data_dir: Path, download: bool = False) -> ImageDataset:
+    """The image-folder data set at ``path_text`` (a directory or an archive); ``download``
+    is ignored (there is nothing to fetch)."""
+    source = _resolve(path_text, Path(data_dir))
+    where = str(source)
+    if source.is_dir():
+        files, dirs, key = _list_directory(source)
+    elif archive_kind(source) is not None:
+        files, dirs, key = {}, set(), file_digest(source, "sha256")
+    else:
+        raise DataError(f"{where}: neither a directory nor a zip/tar archive")
+    folder = cache_dir(Path(data_dir))
+    cache_file = folder / f"folder-{key[:32]}-v{CACHE_VERSION}.pt" if folder is not None else None
+    content = _read_cache(cache_file) if cache_file is not None else None
+    if content is None:
+        if not source.is_dir():
+            for rel, data in iter_archive(source):
+                if data is None:
+                    dirs.add(rel)
+                else:
+                    files[rel] = data
+        layout = _layout(files, dirs, where)
+        content = _decode(layout, sorted(layout["train"]), where)
+        if cache_file is not None:
+            _write_cache(cache_file, content)
+        else:
+            warnings.warn(f"no writable cache directory; {where} will be decoded again next time", stacklevel=2)
+    return ImageDataset(
+        name=f"folder:{path_text}",
+        train_images=content["train_images"], train_labels=content["train_labels"],
+        test_images=content["test_images"], test_labels=content["test_labels"],
+        num_classes=len(content["classes"]), mean=tuple(content["mean"]), std=tuple(content["std"]),
+        classes=tuple(content["classes"]), default_augmentation="thesis",
+    )

@@ -1,0 +1,97 @@
+"""Decoding many small image files into one uint8 array, in parallel when it pays.
+
+Each image becomes ``(H, W)`` (grayscale) or ``(H, W, 3)`` (colour). Grayscale modes ("1",
+"L", "LA", 16-bit "I;16") give one channel; every other mode (RGB, RGBA, palette, CMYK, ...)
+is converted to RGB, dropping alpha. A set mixing grayscale and colour images becomes RGB
+(grayscale repeated over three channels): that loses nothing, unlike converting colour to
+grey. Images of different sizes are an error, never resized silently.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from assist.data.base import DataError
+
+Source = Union[bytes, Path]  # file content (read from an archive) or a path on disk
+GRAY_MODES = {"1", "L", "LA", "I;16", "I;16L", "I;16B", "I;16N"}
+POOL_MIN_IMAGES = 4096  # below this, starting worker processes costs more than it saves
+CHUNK = 2048
+
+
+def decode_image(source: Source) -> np.ndarray:
+    """One image as uint8 ``(H, W)`` or ``(H, W, 3)``; raises on anything unreadable."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        image.load()
+        if image.mode.startswith("I;16"):
+            return (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)  # keep the top 8 bits
+        if image.mode in GRAY_MODES:
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+        if image.mode in ("I", "F"):
+            raise ValueError(f"unsupported {image.mode!r} (32-bit) image mode")
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _decode_chunk(items: Sequence[tuple[str, Source]]) -> list[np.ndarray] | tuple[str, str]:
+    """Decode a chunk; on the first failure return ``(name, reason)`` instead of raising, so
+    the parent can report the file by name whatever the worker's exception was."""
+    out = []
+    for name, source in items:
+        try:
+            out.append(decode_image(source))
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad file
+            return name, f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _workers(count: int) -> int:
+    if count < POOL_MIN_IMAGES or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def decode_all(items: Sequence[tuple[str, Source]], where: str) -> np.ndarray:
+    """Decode every ``(name, source)`` into one ``(N, C, H, W)`` uint8 array.
+
+    DataError names the first file that cannot be decoded, or the first whose size differs
+    from the most common size. Large sets are decoded by a pool of forked worker processes
+    (they only run Pillow and numpy, never torch).
+    """
+    chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+    workers = _workers(len(items))
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_decode_chunk, chunks)
+    else:
+        results = [_decode_chunk(chunk) for chunk in chunks]
+    arrays: list[np.ndarray] = []
+    for result in results:
+        if isinstance(result, tuple):
+            name, reason = result
+            raise DataError(f"{where}: cannot decode image {name}: {reason}")
+        arrays.extend(result)
+    return _stack(arrays, [name for name, _ in items], where)
+
+
+def _stack(arrays: list[np.ndarray], names: list[str], where: str) -> np.ndarray:
+    if not arrays:
+        raise DataError(f"{where}: no images")
+    sizes = Counter(a.shape[:2] for a in arrays)
+    size = sizes.most_common(1)[0][0]
+    if len(sizes) > 1:
+        odd = next(i for i, a in enumerate(arrays) if a.shape[:2] != size)
+        raise DataError(f"{where}: image {names[odd]} is {arrays[odd].shape[1]}x{arrays[odd].shape[0]}, "
+                        f"but most images are {size[1]}x{size[0]}; resize them to one size")
+    if all(a.ndim == 2 for a in arrays):
+        return np.stack(arrays)[:, None]
+    # Mixed sets (rare) repeat their grayscale images over three channels first.
+    rgb = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
+    return np.ascontiguousarray(np.stack(rgb).transpose(0, 3, 1, 2))

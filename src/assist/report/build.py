@@ -1,0 +1,128 @@
+"""Assemble a report: groups, their tables and figures, the appendix, and what was skipped."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+from tqdm import tqdm
+
+from assist.report.figures import (ACCUMULATION_PANELS, X_AXES, FigureFiles, Line, add_derived,
+                                   colour_map, has_accumulation, render_panels, subgroup_lines)
+from assist.report.grouping import Group, Subgroup, find_twins, group_runs
+from assist.report.loading import RunSet
+from assist.report.tables import Table, appendix_table, comparison_table
+
+
+@dataclass
+class SubgroupFigures:
+    subgroup: Subgroup
+    title: str
+    figures: list[FigureFiles] = field(default_factory=list)
+
+
+@dataclass
+class GroupReport:
+    group: Group
+    table: Table
+    figures: list[SubgroupFigures] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    runset: RunSet
+    groups: list[GroupReport]
+    appendix: Table
+    colours: dict[str, str]
+    twins: dict[str, Optional[str]]
+
+    @property
+    def not_completed(self) -> pd.DataFrame:
+        runs = self.runset.runs
+        return runs[runs["status"] != "completed"]
+
+    @property
+    def twinless(self) -> list[str]:
+        return [r for r, t in self.twins.items() if t is None]
+
+
+@dataclass
+class _FigureJob:
+    lines: list[Line]
+    colours: dict[str, str]
+    title: str
+    stem: Path
+    formats: tuple[str, ...]
+
+
+def _render_job(job: _FigureJob) -> list[FigureFiles]:
+    made = []
+    for kind in X_AXES:
+        result = render_panels(job.lines, job.colours, kind, job.title, stem=job.stem, formats=job.formats)
+        if result is not None:
+            made.append(result)
+    acc_lines = [l for l in job.lines if has_accumulation([l])]
+    if acc_lines:
+        result = render_panels(acc_lines, job.colours, "accumulation", job.title + " — batch accumulation",
+                               panels=ACCUMULATION_PANELS, stem=job.stem, formats=job.formats)
+        if result is not None:
+            made.append(result)
+    return made
+
+
+def _subgroup_title(group: Group, sub: Subgroup) -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in sub.values.items())
+    return f"{group.gid}: {group.title}" + (f" — {extra}" if extra else "")
+
+
+def build_report(runset: RunSet, out: Optional[str | os.PathLike] = None, *,
+                 group_by: Optional[Sequence[str]] = None, figures: bool = True,
+                 formats: Sequence[str] = ("png", "svg"), progress: Optional[bool] = None,
+                 workers: Optional[int] = None) -> Report:
+    """Tables for every group and, when ``figures``, figure files under ``out/figures``.
+
+    ``workers``: processes for drawing figures (None: one per CPU, at most 4, when there are
+    enough figures to pay for starting them)."""
+    twins = find_twins(runset)
+    groups = group_runs(runset, group_by)
+    colours = colour_map(runset.runs["label"])
+    reports = [GroupReport(g, comparison_table(runset, g, twins)) for g in groups]
+    appendix = appendix_table(runset, groups, twins)
+    report = Report(runset, reports, appendix, colours, twins)
+    if not figures:
+        return report
+    if out is None:
+        raise ValueError("build_report: figures need an output directory (out=...)")
+    fig_dir = Path(out) / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    epochs = add_derived(runset.epochs)
+    by_run = {run: frame.sort_values("epoch") for run, frame in epochs.groupby("run", sort=False)}
+    jobs, slots = [], []
+    for rep in reports:
+        for k, sub in enumerate(rep.group.subgroups):
+            title = _subgroup_title(rep.group, sub)
+            stem = fig_dir / (rep.group.gid + (f"-{k + 1}" if len(rep.group.subgroups) > 1 else ""))
+            lines = subgroup_lines(by_run, runset.runs.loc[sub.runs])
+            slot = SubgroupFigures(sub, title)
+            rep.figures.append(slot)
+            if lines:
+                jobs.append(_FigureJob(lines, colours, title, stem, tuple(formats)))
+                slots.append(slot)
+    count = min(4, os.cpu_count() or 1) if workers is None else workers
+    disable = (len(jobs) < 10) if progress is None else not progress
+    bar = tqdm(total=len(jobs), desc="drawing figures", unit="group", disable=disable, leave=False)
+    if count > 1 and len(jobs) >= 8:
+        with ProcessPoolExecutor(max_workers=count) as pool:
+            for slot, made in zip(slots, pool.map(_render_job, jobs, chunksize=2)):
+                slot.figures = made
+                bar.update()
+    else:
+        for slot, job in zip(slots, jobs):
+            slot.figures = _render_job(job)
+            bar.update()
+    bar.close()
+    return report

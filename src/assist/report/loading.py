@@ -1,0 +1,197 @@
+"""Read every run directory under a root into pandas: one row per run, one row per epoch.
+
+A report must survive what real sweeps leave behind: runs still writing, crashed runs with a
+truncated last line, a corrupt line in the middle, a directory without its config. Bad lines
+are skipped and listed (file:line); unreadable runs are listed as skipped; everything
+readable is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+import yaml
+from tqdm import tqdm
+
+from assist.report.keys import canonical, strategy_labels, strategy_name
+
+CONFIG, METRICS, SUMMARY = "config.yaml", "metrics.jsonl", "summary.json"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_HUGE = 1e300  # the run store writes +-inf as +-1e308 because JSON has no infinity
+META_COLUMNS = ("run", "path", "run_id", "label", "status", "reason", "epochs_completed",
+                "epochs_planned", "wall_clock_s", "corrupt_lines")
+
+
+class ReportError(ValueError):
+    """The report cannot be built as asked; the message says what and where."""
+
+
+@dataclass
+class RunSet:
+    """All readable runs of a directory.
+
+    ``runs``: one row per run, indexed by ``run`` (path relative to ``root``), with the meta
+    columns, the config keys (lists/dicts as JSON text) and ``final_<metric>`` columns.
+    ``epochs``: one row per (run, epoch) with every metric logged for that epoch."""
+
+    root: Path
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    configs: dict[str, dict[str, Any]]
+    config_keys: list[str]
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+class _Skip(Exception):
+    """This directory cannot be read as a run; the message is the reason."""
+
+
+def find_run_dirs(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Directories holding ``config.yaml`` (not searched further: checkpoints live inside),
+    and run-like directories lacking one, which are reported as skipped."""
+    found: list[Path] = []
+    orphans: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if CONFIG in filenames:
+            found.append(Path(dirpath))
+            dirnames[:] = []
+        elif METRICS in filenames or SUMMARY in filenames:
+            orphans.append((dirpath, f"has {METRICS} or {SUMMARY} but no {CONFIG}"))
+    return found, orphans
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        if value >= _HUGE:
+            return math.inf
+        if value <= -_HUGE:
+            return -math.inf
+    return value
+
+
+def _read_metrics(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    if not path.is_file():
+        return []
+    lines = path.read_text(errors="replace").split("\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            what = "truncated last line" if number - 1 == last else "corrupt line"
+            warnings.append(f"{path}:{number}: {what} skipped ({error.msg})")
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+            warnings.append(f"{path}:{number}: line skipped (not an object with an integer 'epoch')")
+            continue
+        rows[row["epoch"]] = {k: _number(v) for k, v in row.items()}  # a resumed run rewrites epochs
+    return [rows[e] for e in sorted(rows)]
+
+
+def _read_summary(path: Path, warnings: list[str]) -> Optional[dict[str, Any]]:
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        warnings.append(f"{path}: unreadable summary ignored ({error}); run treated as incomplete")
+        return None
+    if not isinstance(summary, dict):
+        warnings.append(f"{path}: summary is not a JSON object; run treated as incomplete")
+        return None
+    return summary
+
+
+def read_run(path: Path, name: str, warnings: list[str]) -> tuple[dict, list[dict], dict]:
+    """One run: (row of meta + final metrics, epoch rows, config). Raises _Skip."""
+    try:
+        config = yaml.load((path / CONFIG).read_text(), Loader=_LOADER)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
+        raise _Skip(f"{CONFIG} is unreadable: {str(error).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise _Skip(f"{CONFIG} does not hold a mapping of keys to values")
+    before = len(warnings)
+    epochs = _read_metrics(path / METRICS, warnings)
+    corrupt = len(warnings) - before
+    summary = _read_summary(path / SUMMARY, warnings)
+    final: dict[str, Any] = {}
+    for row in epochs:  # last logged value of each metric (train metrics may be skipped)
+        final.update({k: v for k, v in row.items() if v is not None and k != "epoch"})
+    if summary:
+        given = summary.get("final") or {}
+        final.update({k: _number(v) for k, v in given.items() if v is not None})
+    status = str(summary.get("status") or "unknown") if summary else "incomplete"
+    last_epoch = epochs[-1]["epoch"] if epochs else 0
+    run_row = {
+        "run": name, "path": str(path),
+        "run_id": (summary or {}).get("run_id") or name,
+        "status": status,
+        "reason": (summary or {}).get("reason"),
+        "epochs_completed": int((summary or {}).get("epochs_completed", last_epoch)),
+        "epochs_planned": (summary or {}).get("epochs", config.get("epochs")),
+        "wall_clock_s": (summary or {}).get("wall_clock_s", final.get("wall_clock_s")),
+        "corrupt_lines": corrupt,
+    }
+    for key, value in config.items():
+        run_row.setdefault(key, canonical(value))
+    run_row["strategy"] = strategy_name(config)
+    for key, value in final.items():
+        if isinstance(value, (int, float)):
+            run_row[f"final_{key}"] = value
+    return run_row, [dict(row, run=name) for row in epochs], config
+
+
+def load_runs(runs_dir: str | os.PathLike, *, progress: Optional[bool] = None) -> RunSet:
+    """Load every run under ``runs_dir`` (searched recursively).
+
+    ``progress``: True/False forces the progress bar; None shows it for 50 runs or more.
+    Raises ReportError when the directory is missing or holds no readable run."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise ReportError(f"runs directory {str(root)!r} does not exist or is not a directory")
+    dirs, skipped = find_run_dirs(root)
+    if not dirs:
+        hint = f" ({len(skipped)} director{'y' if len(skipped) == 1 else 'ies'} without {CONFIG})" if skipped else ""
+        raise ReportError(f"no runs found in {str(root)!r}{hint}: expected directories "
+                          f"holding {CONFIG} and {METRICS} as written by `assist train`")
+    warnings: list[str] = []
+    rows, epoch_rows, configs = [], [], {}
+    disable = (len(dirs) < 50) if progress is None else not progress
+    for path in tqdm(dirs, desc="loading runs", unit="run", disable=disable, leave=False):
+        name = path.relative_to(root).as_posix() if path != root else path.name
+        try:
+            row, epochs, config = read_run(path, name, warnings)
+        except _Skip as reason:
+            skipped.append((str(path), str(reason)))
+            continue
+        rows.append(row)
+        epoch_rows.extend(epochs)
+        configs[name] = config
+    if not rows:
+        raise ReportError(f"none of the {len(dirs)} run directories in {str(root)!r} could be "
+                          f"read; first problem: {skipped[0][0]}: {skipped[0][1]}")
+    runs = pd.DataFrame(rows).set_index("run", drop=False)
+    labels = strategy_labels(configs)
+    runs["label"] = [labels[r] for r in runs.index]
+    epochs = pd.DataFrame(epoch_rows)
+    if epochs.empty:
+        epochs = pd.DataFrame(columns=["run", "epoch"])
+    keys = sorted({k for cfg in configs.values() for k in cfg})
+    return RunSet(root=root, runs=runs, epochs=epochs, configs=configs, config_keys=keys,
+                  warnings=warnings, skipped=skipped)

@@ -1,0 +1,37 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from assist.data.base import ImageDataset, channel_stats
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ASSIST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def make_toy_dataset(n_train: int = 192, n_test: int = 64, classes: int = 4, size: int = 8,
+                     noise: float = 0.6, seed: int = 0) -> ImageDataset:
+    """A small learnable data set: class prototypes plus noise (hard enough that a model
+    keeps misclassifying some samples for a few epochs)."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_test
+    labels = torch.randint(0, classes, (n,), generator=g)
+    prototypes = torch.rand(classes, 1, size, size, generator=g)
+    images = (1 - noise) * prototypes[labels] + noise * torch.rand(n, 1, size, size, generator=g)
+    images = (images * 255).round().to(torch.uint8)
+    mean, std = channel_stats(images[:n_train])
+    return ImageDataset("toy", images[:n_train], labels[:n_train], images[n_train:], labels[n_train:],
+                        classes, mean, std, tuple(str(c) for c in range(classes)))
+
+
+@pytest.fixture(scope="session")
+def toy_data() -> ImageDataset:
+    return make_toy_dataset()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
+        pytest.fail(f"real data not found at {SHARED_DATA}; set ASSIST_SHARED_DATA to the shared data folder")
+    return SHARED_DATA

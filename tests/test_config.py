@@ -1,0 +1,70 @@
+"""Config validation: every bad value names its key."""
+
+import pytest
+
+from assist.config import ConfigError, TrainConfig, apply_overrides, make_config, twin_config
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"batchsize": 3}, "unknown key 'batchsize'; valid keys: dataset"),
+    ({"batch_size": 0}, "batch_size: Input should be greater than 0"),
+    ({"batch_size": -4}, "batch_size"),
+    ({"epochs": "many"}, "epochs"),
+    ({"learning_rate": 0}, "learning_rate"),
+    ({"learning_rate": -0.1}, "learning_rate"),
+    ({"soft_margin": 1.0}, "soft_margin: must lie in (0, 1)"),
+    ({"soft_margin": 0}, "soft_margin"),
+    ({"accumulation_batch_size": 0}, "accumulation_batch_size"),
+    ({"select_k": 2.5}, "select_k: must be a whole count"),
+    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"lr_scheduler": "cosine"}, "lr_scheduler"),
+    ({"strategy": "nope"}, "unknown strategy 'nope'; available: archetype"),
+    ({"strategy": "epochwise", "batch_filtering": True}, "conflicts with"),
+    ({"nesterov": True, "momentum": 0}, "nesterov needs"),
+    ({"num_classes": 0}, "num_classes"),
+])
+def test_bad_values_name_the_key(values, fragment):
+    with pytest.raises(ConfigError) as error:
+        make_config(values)
+    assert fragment in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("flags, strategy", [
+    ((False, False), "archetype"), ((True, False), "epochwise"),
+    ((False, True), "batchwise"), ((True, True), "epoch_batchwise"),
+])
+def test_thesis_flags_select_the_strategy(flags, strategy):
+    config = make_config({"epoch_filtering": flags[0], "batch_filtering": flags[1]})
+    assert config.strategy == strategy
+    assert (config.epoch_filtering, config.batch_filtering) == flags
+    assert make_config({"strategy": strategy}).epoch_filtering == flags[0]
+
+
+def test_overrides_are_typed_from_yaml():
+    values = apply_overrides({}, ["batch_size=32", "learning_rate=0.1", "nesterov=true", "gamma=null",
+                                  "num_classes=[1, 3]", "strategy_options.ratio=0.3"])
+    assert values == {"batch_size": 32, "learning_rate": 0.1, "nesterov": True, "gamma": None,
+                      "num_classes": [1, 3], "strategy_options": {"ratio": 0.3}}
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["batch_size"])
+
+
+def test_gamma_defaults_follow_the_scheduler():
+    assert make_config({"lr_scheduler": "exponential"}).resolved_gamma == 0.995
+    assert make_config({"lr_scheduler": "multistep"}).resolved_gamma == 0.1
+    assert make_config({"lr_scheduler": "multistep", "gamma": 0.5}).resolved_gamma == 0.5
+
+
+def test_twin_resets_strategy_keys_only():
+    config = make_config({"batch_filtering": True, "filter": "soft", "soft_margin": 0.3, "batch_size": 12,
+                          "rng_seed": 7, "accumulation_batch_size": 48})
+    twin = twin_config(config)
+    assert twin.strategy == "archetype" and not twin.batch_filtering
+    assert twin.filter == TrainConfig.model_fields["filter"].default
+    assert (twin.batch_size, twin.rng_seed) == (12, 7)
+
+
+def test_accumulation_batch_size_defaults_to_batch_size():
+    assert make_config({"batch_size": 20}).raw_batch_size == 20
+    assert make_config({"batch_size": 20, "accumulation_batch_size": 50}).raw_batch_size == 50
