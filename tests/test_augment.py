@@ -81,9 +81,10 @@ def test_parameter_ranges():
     assert p["translate"].dtype == torch.int64 and p["flip"].dtype == torch.bool
 
 
-def test_flip_only_is_exact():
-    recipe = make_augmentation("light", (32, 32))
-    x = images(4)
+@pytest.mark.parametrize("size", [32, 28, 8])
+def test_flip_only_is_exact(size):
+    recipe = make_augmentation("light", (size, size))
+    x = images(4, 3, size)
     p = neutral(recipe, 4)
     p["flip"] = torch.tensor([True, False, True, False])
     out = recipe.apply(x, p)
@@ -92,7 +93,7 @@ def test_flip_only_is_exact():
 
 @pytest.mark.parametrize("dx,dy", [(3, -2), (-4, 4), (0, 1), (-1, 0)])
 def test_integer_crop_shift_is_zero_filled_translation(dx, dy):
-    for size in (32, 8):
+    for size in (32, 28, 8):
         recipe = make_augmentation("light", (size, size))
         x = images(3, 3, size)
         p = neutral(recipe, 3)
@@ -124,12 +125,14 @@ def test_rotation_by_90_degrees_is_counter_clockwise():
     torch.testing.assert_close(out[1], torch.rot90(x[1], -1, (1, 2)), atol=1e-5, rtol=0)
 
 
-def test_one_grid_equals_flip_then_affine_then_crop():
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_one_grid_equals_flip_then_affine_then_crop(mode):
     """Composing the three geometric steps into one sampling (with the crop mask) changes nothing."""
     size = (32, 32)
-    full = Augmentation("geo", size, flip_p=0.5, degrees=180, translate=0.1, scale=(0.9, 1.1), crop_padding=(4, 4))
+    affine_args = dict(degrees=180, translate=0.1, scale=(0.9, 1.1), interpolation=mode)
+    full = Augmentation("geo", size, flip_p=0.5, crop_padding=(4, 4), **affine_args)
     flip = Augmentation("flip", size, flip_p=0.5)
-    affine = Augmentation("affine", size, degrees=180, translate=0.1, scale=(0.9, 1.1))
+    affine = Augmentation("affine", size, **affine_args)
     crop = Augmentation("crop", size, crop_padding=(4, 4))
     x = images(32)
     p = full.sample_params(32, torch.Generator().manual_seed(3))
@@ -159,6 +162,9 @@ def test_colour_jitter_formulas():
 
 def test_hue_shift_matches_colorsys():
     x = images(3, 3, 4)
+    x[0, :, 0, 0] = 0.4  # grey pixel: no hue
+    x[1, :2, 1, 3] = 0.9  # red and green tie for the maximum
+    x[2, 1:, 3, 2] = 0.8  # green and blue tie
     shift = torch.tensor([0.05, -0.05, 0.3])
     out = _shift_hue(x, shift)
     for b in range(3):

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Optional, Union
 from assist.config import TrainConfig, make_config, twin_config
 from assist.data.base import DataError, ImageDataset
 from assist.engine.callbacks import RunRecorder
+from assist.engine.checkpoint import Checkpointer, load_latest_checkpoint
 from assist.engine.events import Callback
 from assist.engine.trainer import Trainer, TrainState, build_model
 from assist.tracking import RunStore
@@ -70,19 +71,29 @@ def check_device(config: TrainConfig) -> None:
 
 def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bool = False,
           data: Optional[ImageDataset] = None, callbacks: Iterable[Callback] = ()) -> RunResult:
-    """Train one run. With ``out`` the run directory is written as training goes. Everything
-    that can be checked before training (config, data, model/data fit, directory) is checked
-    first, so bad input never leaves a half-written run directory."""
+    """Train one run. With ``out`` the run directory is written as training goes; an unfinished
+    run there with the same config is resumed from its last checkpoint. Everything that can be
+    checked before training (config, data, model/data fit, directory) is checked first, so bad
+    input never leaves a half-written run directory."""
     config = as_config(config)
     check_device(config)
     data = data if data is not None else load_data(config)
     model = build_model(config, data)
-    store = None
+    store, checkpoint, recorders = None, None, []
     if out is not None:
         store = RunStore(out)
-        store.create(config.model_dump(mode="json"), restart=restart)
-    trainer = Trainer(config, data, model=model,
-                      callbacks=[*( [RunRecorder(store)] if store else []), *callbacks])
+        resolved = config.model_dump(mode="json")
+        if store.exists and not restart:
+            store.check_resumable(resolved)
+            checkpoint = load_latest_checkpoint(store.path / "checkpoints")
+            store.rewrite_metrics(checkpoint["state"]["history"] if checkpoint else [])
+            store.log("resume from " + (f"epoch {checkpoint['state']['epoch']}" if checkpoint else "the start"))
+        else:
+            store.create(resolved, restart=restart)
+        recorders = [RunRecorder(store), Checkpointer(store.path / "checkpoints", config.checkpoint_every)]
+    trainer = Trainer(config, data, model=model, callbacks=[*recorders, *callbacks])
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
     state = trainer.fit()
     return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path if store else None)
 

@@ -12,13 +12,14 @@ training pass sees the same augmented view as the scoring pass ("hard" filtering
 Geometry. Flip, random affine and crop-with-padding are composed into one inverse affine map per
 sample and applied with a single ``grid_sample`` (one resampling instead of three). Zero padding
 followed by a random crop is an integer translation with zero fill; that zero fill is reproduced
-with a mask, so the composition equals the sequential flip -> affine -> crop pipeline (up to the
-interpolation, bilinear by default; torchvision's RandomAffine uses nearest). Recipes without
-rotation/scale ("light") use exact integer indexing instead of ``grid_sample``.
+with a mask, so the composition equals the sequential flip -> affine -> crop pipeline. "thesis"
+samples with nearest neighbour, torchvision RandomAffine's default (``interpolation`` can be
+"bilinear"). Recipes without an affine ("light") always sample nearest at integer offsets, which
+copies pixels exactly.
 
 Colour. Brightness, contrast and saturation are per-sample blends with the same formulas as
 torchvision's ColorJitter (grey = 0.299 R + 0.587 G + 0.114 B). Hue is shifted exactly in HSV
-space (vectorised RGB -> hue -> RGB, not the YIQ approximation). The four are applied in a fixed
+space (vectorised RGB -> hue -> RGB with float arithmetic, not the YIQ approximation). The four are applied in a fixed
 order (brightness, contrast, saturation, hue); torchvision shuffles that order per call. Images with
 one channel skip saturation and hue.
 """
@@ -135,9 +136,9 @@ class Augmentation:
         self._check(x, params)
         p = {k: v.to(x.device, non_blocking=True) for k, v in params.items()}
         if self.uses_affine:
-            x = _affine_flip_shift(x, p.get("flip"), p["angle"], p["scale"], p["translate"], p.get("crop_shift"), self.interpolation)
+            x = _geometry(x, p, self.interpolation)
         elif "flip" in p or "crop_shift" in p:
-            x = _flip_shift(x, p.get("flip"), p.get("crop_shift"))
+            x = _geometry(x, p, "nearest")  # exact pixel copies for flips and integer shifts
         return _colour_jitter(x, p)
 
     def _check(self, x: torch.Tensor, params: Params) -> None:
@@ -157,65 +158,42 @@ def index_params(params: Params, positions: torch.Tensor) -> Params:
     return {key: value[positions.to(value.device)] for key, value in params.items()}
 
 
-def _source_indices(length: int, shift: torch.Tensor | None, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample source index along one axis for a content shift, and whether it is inside."""
-    index = torch.arange(length, device=device).expand(batch, length)
-    if shift is not None:
-        index = index - shift[:, None]
-    return index, (index >= 0) & (index < length)
-
-
-def _flip_shift(x: torch.Tensor, flip: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
-    """Exact flip-then-integer-shift with zero fill, by gathering rows then columns."""
-    b, c, h, w = x.shape
-    rows, row_ok = _source_indices(h, None if shift is None else shift[:, 1], b, x.device)
-    cols, col_ok = _source_indices(w, None if shift is None else shift[:, 0], b, x.device)
-    if flip is not None:  # the flip comes first, so it mirrors the source column
-        cols = torch.where(flip[:, None], w - 1 - cols, cols)
-    out = x.gather(2, rows.clamp(0, h - 1)[:, None, :, None].expand(b, c, h, w))
-    out = out.gather(3, cols.clamp(0, w - 1)[:, None, None, :].expand(b, c, h, w))
-    if shift is None:
-        return out
-    return out.masked_fill_(~(row_ok[:, :, None] & col_ok[:, None, :])[:, None], 0.0)
-
-
-def _affine_flip_shift(
-    x: torch.Tensor,
-    flip: torch.Tensor | None,
-    angle: torch.Tensor,
-    scale: torch.Tensor,
-    translate: torch.Tensor,
-    shift: torch.Tensor | None,
-    mode: str,
-) -> torch.Tensor:
+def _geometry(x: torch.Tensor, p: Params, mode: str) -> torch.Tensor:
     """flip -> affine (rotate about the centre, scale, translate) -> integer shift, as one sampling.
 
-    In pixel coordinates centred on the image, an output point p reads the input at
-    ``Flip @ A^-1 @ (p - shift - translate)`` with ``A = scale * R(angle)``; positive angles turn
+    In pixel coordinates centred on the image, an output point q reads the input at
+    ``Flip @ A^-1 @ (q - shift - translate)`` with ``A = scale * R(angle)``; positive angles turn
     the content counter-clockwise as displayed. ``affine_grid`` wants this map in normalised
-    coordinates (pixel * 2 / size), hence the aspect-ratio factors below."""
+    coordinates (pixel * 2 / size), hence the aspect-ratio factors below. Missing parameters
+    mean identity; with nearest sampling, pure flips and integer shifts copy pixels exactly."""
     b, c, h, w = x.shape
-    radians = torch.deg2rad(angle.to(x.dtype))
-    cos, sin = torch.cos(radians) / scale, torch.sin(radians) / scale
-    mirror = torch.ones_like(cos) if flip is None else 1.0 - 2.0 * flip.to(x.dtype)
+    zeros = torch.zeros(b, dtype=x.dtype, device=x.device)
+    radians = torch.deg2rad(p["angle"].to(x.dtype)) if "angle" in p else zeros
+    inv_scale = 1.0 / p["scale"].to(x.dtype) if "scale" in p else 1.0
+    cos, sin = torch.cos(radians) * inv_scale, torch.sin(radians) * inv_scale
+    mirror = 1.0 - 2.0 * p["flip"].to(x.dtype) if "flip" in p else 1.0
     l00, l01, l10, l11 = mirror * cos, -mirror * sin, sin, cos  # Flip @ R(-angle) / scale
-    total = translate.to(x.dtype) + (0.0 if shift is None else shift.to(x.dtype))
-    off_x = -(l00 * total[:, 0] + l01 * total[:, 1])
-    off_y = -(l10 * total[:, 0] + l11 * total[:, 1])
-    theta = torch.stack(
-        [
-            torch.stack([l00, l01 * (h / w), off_x * (2.0 / w)], dim=1),
-            torch.stack([l10 * (w / h), l11, off_y * (2.0 / h)], dim=1),
-        ],
-        dim=1,
-    )
+    total = torch.zeros(b, 2, dtype=x.dtype, device=x.device)
+    for key in ("translate", "crop_shift"):
+        if key in p:
+            total = total + p[key].to(x.dtype)
+    off_x = -(l00 * total[:, 0] + l01 * total[:, 1]) * (2.0 / w)
+    off_y = -(l10 * total[:, 0] + l11 * total[:, 1]) * (2.0 / h)
+    theta = torch.stack([l00, l01 * (h / w), off_x, l10 * (w / h), l11, off_y], dim=1).view(b, 2, 3)
     grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
     out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    if shift is None:
-        return out
-    _, row_ok = _source_indices(h, shift[:, 1], b, x.device)
-    _, col_ok = _source_indices(w, shift[:, 0], b, x.device)
-    return out.masked_fill_(~(row_ok[:, :, None] & col_ok[:, None, :])[:, None], 0.0)
+    if "crop_shift" in p:  # the crop's zero fill: rows/columns whose pre-shift position is outside
+        shift = p["crop_shift"]
+        rows = torch.arange(h, device=x.device) - shift[:, 1:]
+        cols = torch.arange(w, device=x.device) - shift[:, :1]
+        row_ok = ((rows >= 0) & (rows < h)).to(x.dtype)
+        col_ok = ((cols >= 0) & (cols < w)).to(x.dtype)
+        out = out.mul_((row_ok[:, :, None] * col_ok[:, None, :])[:, None])
+    return out
+
+
+def _factor(ratio: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return ratio.to(x.dtype)[:, None, None, None]
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
@@ -223,9 +201,10 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return (_GREY_WEIGHTS[0] * r + _GREY_WEIGHTS[1] * g + _GREY_WEIGHTS[2] * b).unsqueeze(1)
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    ratio = ratio.to(x.dtype)[:, None, None, None]
-    return (ratio * x + (1.0 - ratio) * other).clamp_(0.0, 1.0)
+def _is_max(channel: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """1.0 where ``channel`` equals the pixel maximum, else 0.0 (sign() is float arithmetic;
+    comparisons and where() on bool tensors are several times slower on CPU)."""
+    return torch.sign(channel - top).add_(1.0)
 
 
 def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -233,28 +212,32 @@ def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     r, g, b = x.unbind(1)
     top, bottom = x.amax(dim=1), x.amin(dim=1)
     spread = top - bottom
-    safe = torch.where(spread > 0, spread, torch.ones_like(spread))
-    sextant = torch.where(
-        top == r, (g - b) / safe, torch.where(top == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    )
-    sextant = torch.where(spread > 0, sextant, torch.zeros_like(sextant))  # grey has no hue
-    sextant = sextant + 6.0 * shift.to(x.dtype)[:, None, None]
-    # HSV -> RGB without branches: channel = V - V*S*clamp(min(k, 4 - k), 0, 1), k = (n + H*6) mod 6
+    # hue in sextants: (g-b)/spread if red is the maximum, else 2+(b-r)/spread if green, else 4+(r-g)/spread
+    red = _is_max(r, top)
+    green = _is_max(g, top).mul_(1.0 - red)
+    blue = (1.0 - red).sub_(green)
+    sextant = red * (g - b) + green * (b - r + 2.0 * spread) + blue * (r - g + 4.0 * spread)
+    sextant = sextant.div_(spread.clamp_min(1e-12))  # grey pixels: numerator 0, hue 0
+    sextant = sextant.add_(6.0 * _factor(shift, x)[:, 0])
+    # HSV -> RGB without branches: channel = V - (V - min) * clamp(2 - |k - 2|, 0, 1), k = (n + H) mod 6
     n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device)[None, :, None, None]
-    k = (n + sextant[:, None]).remainder_(6.0)
-    return top[:, None] - spread[:, None] * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    k = sextant[:, None] + n
+    k = k.sub_(torch.floor(k / 6.0).mul_(6.0))
+    ramp = k.sub_(2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
+    return top[:, None] - ramp.mul_(spread[:, None])
 
 
 def _colour_jitter(x: torch.Tensor, p: Params) -> torch.Tensor:
-    """Brightness, contrast, saturation, hue (each only if its parameter is present)."""
-    if "brightness" in p:
-        x = _blend(x, torch.zeros((), dtype=x.dtype, device=x.device), p["brightness"])
-    if "contrast" in p:
+    """Brightness, contrast, saturation, hue (each only if its parameter is present); every step
+    blends towards a reference image and clamps to [0, 1], as torchvision's ColorJitter does."""
+    if "brightness" in p:  # blend with black
+        x = (x * _factor(p["brightness"], x)).clamp_(0.0, 1.0)
+    if "contrast" in p:  # blend with the image's mean grey level
         grey = _grey(x) if x.shape[1] == 3 else x
-        x = _blend(x, grey.mean(dim=(1, 2, 3), keepdim=True), p["contrast"])
+        x = torch.lerp(grey.mean(dim=(1, 2, 3), keepdim=True), x, _factor(p["contrast"], x)).clamp_(0.0, 1.0)
     if x.shape[1] == 3:
-        if "saturation" in p:
-            x = _blend(x, _grey(x), p["saturation"])
+        if "saturation" in p:  # blend with the per-pixel grey image
+            x = torch.lerp(_grey(x), x, _factor(p["saturation"], x)).clamp_(0.0, 1.0)
         if "hue" in p:
             x = _shift_hue(x, p["hue"])
     return x
@@ -285,7 +268,7 @@ def _thesis(image_size: tuple[int, int]) -> Augmentation:
     return Augmentation(
         "thesis", tuple(image_size), flip_p=0.5, degrees=180.0, translate=0.1, scale=(0.9, 1.1),
         crop_padding=default_crop_padding(image_size),
-        brightness=0.5, contrast=0.5, saturation=0.5, hue=0.05,
+        brightness=0.5, contrast=0.5, saturation=0.5, hue=0.05, interpolation="nearest",
     )
 
 

@@ -61,13 +61,13 @@ def _layout(files: dict[PurePosixPath, Source], dirs: set[PurePosixPath], where:
             layout[rest[0]].setdefault(rest[1], [])
         elif len(rest) > 2 and rest[0] in SPLITS:
             raise DataError(f"{where}: unexpected folder {directory}; expected <split>/<class>/<image>")
-    for path in sorted(files):
+    for path, source in files.items():
         rest = path.parts[len(prefix):]
         if not rest or rest[0] not in SPLITS:
             continue
         if len(rest) != 3:
             raise DataError(f"{where}: {path} is not at <split>/<class>/<image>")
-        layout[rest[0]].setdefault(rest[1], []).append((str(path), files[path]))
+        layout[rest[0]].setdefault(rest[1], []).append((str(path), source))
     for split, classes in layout.items():
         if not classes:
             raise DataError(f"{where}: no class folders under {'/'.join(prefix + (split,))}/")
@@ -78,7 +78,8 @@ def _layout(files: dict[PurePosixPath, Source], dirs: set[PurePosixPath], where:
     if train != test:
         raise DataError(f"{where}: train and test have different classes (only in train: {sorted(train - test)}, "
                         f"only in test: {sorted(test - train)})")
-    return {split: dict(sorted(classes.items())) for split, classes in layout.items()}
+    return {split: {name: sorted(classes[name], key=lambda item: item[0]) for name in sorted(classes)}
+            for split, classes in layout.items()}
 
 
 def _list_directory(root: Path) -> tuple[dict[PurePosixPath, Source], set[PurePosixPath], str]:

@@ -297,6 +297,32 @@ class Trainer:
         row.update(system_metrics(self.device))
         return row
 
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit from an epoch boundary, in plain types
+        and tensors only (loadable with ``torch.load(weights_only=True)``)."""
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "generators": {name: g.get_state() for name, g in self.generators.items()},
+            "strategy": self.strategy.state_dict(),
+            "accumulator": self.accumulator.state_dict(),
+            "state": dict(vars(self.state)),
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None and checkpoint["scheduler"] is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        for name, g_state in checkpoint["generators"].items():
+            self.generators[name].set_state(g_state)
+        self.strategy.load_state_dict(checkpoint["strategy"])
+        self.accumulator.load_state_dict(checkpoint["accumulator"], self.device)
+        self.state = TrainState(**checkpoint["state"])
+
     def summary(self) -> dict[str, Any]:
         last = self.state.history[-1] if self.state.history else {}
         return {"status": self.state.status, "reason": self.state.reason,

@@ -92,6 +92,24 @@ class RunStore:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Replace ``metrics.jsonl`` with ``rows`` (on resume: drop epochs after the checkpoint)."""
+        text = "".join(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n" for row in rows)
+        atomic_write_text(self.path / self.METRICS, text)
+
+    def check_resumable(self, config: dict[str, Any]) -> None:
+        """Refuse to resume a finished run or one whose config differs."""
+        if self.finished:
+            status = (self.read_summary() or {}).get("status", "finished")
+            raise RunDirError(f"run directory {str(self.path)!r} holds a {status} run; "
+                              "choose another --out or pass --restart to start it over")
+        stored = self.read_config()
+        changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+        if changed:
+            shown = ", ".join(f"{k}: {stored.get(k)!r} -> {config.get(k)!r}" for k in changed[:5])
+            raise RunDirError(f"run directory {str(self.path)!r} holds an unfinished run with a different "
+                              f"config ({shown}); pass --restart to start over, or choose another --out")
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.path / self.SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
 
