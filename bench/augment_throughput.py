@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "augment_throughput.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
+    load_before = os.getloadavg()[0]  # other processes on the machine skew CPU timings; recorded below
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.num_images, 3, 32, 32), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, 10, (args.num_images,), generator=gen)
@@ -157,14 +158,15 @@ def main() -> None:
     machine = f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads" + (f", GPU {gpu}" if gpu else "")
     date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
     command = f"python bench/augment_throughput.py --device {args.device} --seconds {args.seconds}"
-    result = {"command": command, "machine": machine, "date": date, "batch_size": args.batch_size,
+    load = f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    result = {"command": command, "machine": machine, "date": date, "load": load, "batch_size": args.batch_size,
               "image_shape": [3, 32, 32], "device": str(device), "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\n### Augmentation throughput (batch {args.batch_size}, 3x32x32 uint8)\n")
-    print(f"Command: `{command}`  \nMachine: {machine}  \nDate: {date}\n")
+    print(f"Command: `{command}`  \nMachine: {machine}  \nDate: {date} ({load})\n")
     print("| recipe | method | images/s | speed-up vs PIL per-sample |\n| --- | --- | ---: | ---: |")
     for r in rows:
         print(f"| {r['recipe']} | {r['method']} | {r['images_per_s']:,} | {r['speedup_vs_pil']:.2f}x |")

@@ -155,9 +155,12 @@ def test_colour_jitter_formulas():
     grey = 0.299 * x[0, 0] + 0.587 * x[0, 1] + 0.114 * x[0, 2]
     torch.testing.assert_close(out[0], grey.expand(3, 8, 8), atol=2e-6, rtol=0)  # fully desaturated
     p = neutral(recipe, 2)
-    p["contrast"] = torch.tensor([0.0, 1.0])
+    p["contrast"] = torch.tensor([0.0, 1.7])
     out = recipe.apply(x, p)
-    assert out[0].std() < 1e-6  # zero contrast: every pixel becomes the mean grey
+    mean_grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).mean(dim=(1, 2))
+    assert out[0].std() < 1e-6 and abs(out[0, 0, 0, 0] - mean_grey[0]) < 1e-6  # zero contrast: mean grey
+    expected = (1.7 * x[1] + (1 - 1.7) * mean_grey[1]).clamp(0, 1)
+    torch.testing.assert_close(out[1], expected, atol=2e-6, rtol=0)
 
 
 def test_hue_shift_matches_colorsys():

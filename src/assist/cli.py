@@ -87,8 +87,13 @@ def _attach_optional_commands() -> None:
     try:
         from assist.report.command import report_command
     except ImportError:
-        return
-    cli.add_command(report_command, "report")
+        pass
+    else:
+        cli.add_command(report_command, "report")
+    from assist.experiments.commands import status_command, sweep_command
+
+    cli.add_command(sweep_command, "sweep")
+    cli.add_command(status_command, "status")
 
 
 _attach_optional_commands()

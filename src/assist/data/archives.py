@@ -14,7 +14,7 @@ import stat
 import tarfile
 import tempfile
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
 from assist.data.base import DataError
@@ -36,15 +36,20 @@ def archive_kind(path: Path) -> str | None:
     return None
 
 
-def safe_member_path(name: str, archive: Path) -> PurePosixPath:
-    """The member's relative path, or DataError if it could escape the extraction folder."""
+Parts = tuple[str, ...]  # a member's relative path, split on "/" (cheaper than PurePosixPath)
+
+
+def safe_member_path(name: str, archive: Path) -> Parts:
+    """The member's relative path parts, or DataError if it could escape the extraction folder."""
     posix = name.replace("\\", "/")
-    path = PurePosixPath(posix)
-    if not posix or posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
+    if not posix:
+        raise DataError(f"{archive}: unsafe archive member with an empty name")
+    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
         raise DataError(f"{archive}: unsafe archive member {name!r} (absolute path)")
-    if ".." in path.parts:
+    parts = tuple(part for part in posix.split("/") if part not in ("", "."))
+    if ".." in parts:
         raise DataError(f"{archive}: unsafe archive member {name!r} ('..' in path)")
-    return PurePosixPath(*[p for p in path.parts if p != "."])
+    return parts
 
 
 def _tar_member_kind(member: tarfile.TarInfo) -> str | None:
@@ -74,8 +79,8 @@ def _describe_tar(member: tarfile.TarInfo) -> str:
     return "not a regular file"
 
 
-def iter_archive(path: Path) -> Iterator[tuple[PurePosixPath, bytes | None]]:
-    """Yield ``(relative path, bytes)`` for files and ``(relative path, None)`` for directories.
+def iter_archive(path: Path) -> Iterator[tuple[Parts, bytes | None]]:
+    """Yield ``(path parts, bytes)`` for files and ``(path parts, None)`` for directories.
 
     tar archives are read in one streaming pass (cheap for .tar.gz); a member is checked
     before its bytes are read, so an unsafe member stops the read with a DataError.
@@ -121,12 +126,12 @@ def safe_extract(path: Path, dest: Path) -> list[Path]:
     written: list[tuple[Path, Path]] = []
     try:
         for rel, data in iter_archive(path):
-            if data is None or not rel.parts:
+            if data is None or not rel:
                 continue
-            target = staging.joinpath(*rel.parts)
+            target = staging.joinpath(*rel)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-            written.append((target, dest.joinpath(*rel.parts)))
+            written.append((target, dest.joinpath(*rel)))
         for staged, final in written:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, final)

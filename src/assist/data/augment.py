@@ -12,21 +12,23 @@ training pass sees the same augmented view as the scoring pass ("hard" filtering
 Geometry. Flip, random affine and crop-with-padding are composed into one inverse affine map per
 sample and applied with a single ``grid_sample`` (one resampling instead of three). Zero padding
 followed by a random crop is an integer translation with zero fill; that zero fill is reproduced
-with a mask, so the composition equals the sequential flip -> affine -> crop pipeline. "thesis"
+with a mask, so the composition equals the sequential flip -> affine -> crop pipeline. Crop padding
+is 4 px for 32x32 images and round(size / 8) for other sizes (1 px for 8x8 digits). "thesis"
 samples with nearest neighbour, torchvision RandomAffine's default (``interpolation`` can be
 "bilinear"). Recipes without an affine ("light") always sample nearest at integer offsets, which
 copies pixels exactly.
 
 Colour. Brightness, contrast and saturation are per-sample blends with the same formulas as
 torchvision's ColorJitter (grey = 0.299 R + 0.587 G + 0.114 B). Hue is shifted exactly in HSV
-space (vectorised RGB -> hue -> RGB with float arithmetic, not the YIQ approximation). The four are applied in a fixed
-order (brightness, contrast, saturation, hue); torchvision shuffles that order per call. Images with
-one channel skip saturation and hue.
+space (vectorised RGB -> hue -> RGB, not the YIQ approximation). The four are applied in a fixed
+order (brightness, contrast, saturation, hue); torchvision shuffles that order per call. Images
+with one channel skip saturation and hue.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -104,14 +106,13 @@ class Augmentation:
             raise ValueError(f"augmentation {self.name!r}: n must be >= 0, got {n}")
         if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
             raise ValueError(f"augmentation {self.name!r}: sample_params needs a CPU torch.Generator, got {generator!r}")
-        g = generator
 
         def uniform(low: float, high: float, shape: tuple[int, ...] = (n,)) -> torch.Tensor:
-            return low + (high - low) * torch.rand(shape, generator=g)
+            return low + (high - low) * torch.rand(shape, generator=generator)
 
         params: Params = {}
         if self.flip_p > 0:
-            params["flip"] = torch.rand(n, generator=g) < self.flip_p
+            params["flip"] = torch.rand(n, generator=generator) < self.flip_p
         if self.uses_affine:
             params["angle"] = uniform(-self.degrees, self.degrees)
             params["scale"] = uniform(*self.scale)
@@ -120,8 +121,8 @@ class Augmentation:
             params["translate"] = torch.round(uniform(-1.0, 1.0, (n, 2)) * max_shift).long()
         if max(self.crop_padding) > 0:
             pad_h, pad_w = self.crop_padding
-            dx = torch.randint(-pad_w, pad_w + 1, (n,), generator=g)
-            dy = torch.randint(-pad_h, pad_h + 1, (n,), generator=g)
+            dx = torch.randint(-pad_w, pad_w + 1, (n,), generator=generator)
+            dy = torch.randint(-pad_h, pad_h + 1, (n,), generator=generator)
             params["crop_shift"] = torch.stack([dx, dy], dim=1)
         for key in ("brightness", "contrast", "saturation"):
             strength = getattr(self, key)
@@ -134,12 +135,15 @@ class Augmentation:
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """Augment float images ``x`` (B, C, H, W) in [0, 1]; returns a new tensor in [0, 1]."""
         self._check(x, params)
-        p = {k: v.to(x.device, non_blocking=True) for k, v in params.items()}
-        if self.uses_affine:
-            x = _geometry(x, p, self.interpolation)
-        elif "flip" in p or "crop_shift" in p:
-            x = _geometry(x, p, "nearest")  # exact pixel copies for flips and integer shifts
-        return _colour_jitter(x, p)
+        # Per-sample matrices and masks are small: compute them where the params live (the CPU,
+        # usually) and send them to x's device in one copy, so the device runs only image-sized ops.
+        plan = {k: params[k] for k in ("brightness", "contrast", "saturation", "hue") if k in params}
+        if any(k in params for k in ("flip", "angle", "crop_shift")):
+            plan.update(_plan_geometry(params, self.image_size))
+        plan = _to_device(plan, x.device)
+        if "theta" in plan:  # nearest sampling copies pixels exactly for pure flips and integer shifts
+            x = _warp(x, plan, self.interpolation if self.uses_affine else "nearest")
+        return _colour_jitter(x, plan)
 
     def _check(self, x: torch.Tensor, params: Params) -> None:
         if x.dim() != 4 or not x.is_floating_point():
@@ -158,37 +162,75 @@ def index_params(params: Params, positions: torch.Tensor) -> Params:
     return {key: value[positions.to(value.device)] for key, value in params.items()}
 
 
-def _geometry(x: torch.Tensor, p: Params, mode: str) -> torch.Tensor:
-    """flip -> affine (rotate about the centre, scale, translate) -> integer shift, as one sampling.
+def _to_device(plan: Params, device: torch.device) -> Params:
+    """``plan`` on ``device``. For an accelerator it travels as one pinned float32 block: one
+    asynchronous copy instead of one copy per key, each of which would wait for the device."""
+    if not plan or all(v.device == device for v in plan.values()):
+        return plan
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in plan.items()}
+    n = next(iter(plan.values())).shape[0]
+    columns = [v.reshape(n, -1).to(torch.float32) for v in plan.values()]
+    block = torch.empty((n, sum(c.shape[1] for c in columns)), pin_memory=True)
+    block = torch.cat(columns, dim=1, out=block).to(device, non_blocking=True)
+    out, start = {}, 0
+    for (key, value), col in zip(plan.items(), columns):
+        out[key] = block[:, start:start + col.shape[1]].reshape(value.shape)
+        start += col.shape[1]
+    return out
+
+
+def _plan_geometry(p: Params, image_size: tuple[int, int]) -> Params:
+    """flip -> affine (rotate about the centre, scale, translate) -> integer shift, as one map.
 
     In pixel coordinates centred on the image, an output point q reads the input at
     ``Flip @ A^-1 @ (q - shift - translate)`` with ``A = scale * R(angle)``; positive angles turn
-    the content counter-clockwise as displayed. ``affine_grid`` wants this map in normalised
-    coordinates (pixel * 2 / size), hence the aspect-ratio factors below. Missing parameters
-    mean identity; with nearest sampling, pure flips and integer shifts copy pixels exactly."""
-    b, c, h, w = x.shape
-    zeros = torch.zeros(b, dtype=x.dtype, device=x.device)
-    radians = torch.deg2rad(p["angle"].to(x.dtype)) if "angle" in p else zeros
-    inv_scale = 1.0 / p["scale"].to(x.dtype) if "scale" in p else 1.0
+    the content counter-clockwise as displayed. The sampling grid wants this map in normalised
+    coordinates (pixel * 2 / size), hence the aspect-ratio factors. Missing parameters mean
+    identity. Returns ``theta`` (B, 2, 3) and, with a crop, the rows/columns it keeps (1.0) or
+    zero-fills (0.0): those whose position before the shift lies outside the image."""
+    h, w = image_size
+    like = next(iter(p.values()))
+    b, device = like.shape[0], like.device
+    radians = torch.deg2rad(p["angle"].float()) if "angle" in p else torch.zeros(b, device=device)
+    inv_scale = 1.0 / p["scale"].float() if "scale" in p else 1.0
     cos, sin = torch.cos(radians) * inv_scale, torch.sin(radians) * inv_scale
-    mirror = 1.0 - 2.0 * p["flip"].to(x.dtype) if "flip" in p else 1.0
+    mirror = 1.0 - 2.0 * p["flip"].float() if "flip" in p else 1.0
     l00, l01, l10, l11 = mirror * cos, -mirror * sin, sin, cos  # Flip @ R(-angle) / scale
-    total = torch.zeros(b, 2, dtype=x.dtype, device=x.device)
+    total = torch.zeros(b, 2, device=device)
     for key in ("translate", "crop_shift"):
         if key in p:
-            total = total + p[key].to(x.dtype)
+            total = total + p[key].float()
     off_x = -(l00 * total[:, 0] + l01 * total[:, 1]) * (2.0 / w)
     off_y = -(l10 * total[:, 0] + l11 * total[:, 1]) * (2.0 / h)
-    theta = torch.stack([l00, l01 * (h / w), off_x, l10 * (w / h), l11, off_y], dim=1).view(b, 2, 3)
-    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    plan = {"theta": torch.stack([l00, l01 * (h / w), off_x, l10 * (w / h), l11, off_y], dim=1).view(b, 2, 3)}
+    if "crop_shift" in p:
+        rows = torch.arange(h, device=device) - p["crop_shift"][:, 1:].float()
+        cols = torch.arange(w, device=device) - p["crop_shift"][:, :1].float()
+        plan["keep_rows"] = ((rows >= 0) & (rows < h)).float()
+        plan["keep_cols"] = ((cols >= 0) & (cols < w)).float()
+    return plan
+
+
+@lru_cache(maxsize=16)
+def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Pixel-centre coordinates (x, y, 1) in affine_grid's normalised units (align_corners=False),
+    shape (H*W, 3); cached because building it costs several small kernel launches per batch."""
+    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx, yy, torch.ones_like(xx)], dim=-1).reshape(h * w, 3)
+
+
+def _warp(x: torch.Tensor, plan: Params, mode: str) -> torch.Tensor:
+    """Resample every image through its own affine map; zero-fill outside, and outside the crop."""
+    b, _, h, w = x.shape
+    theta = plan["theta"].to(x.dtype)
+    grid = torch.matmul(_base_grid(h, w, x.device, x.dtype), theta.transpose(1, 2)).view(b, h, w, 2)
     out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    if "crop_shift" in p:  # the crop's zero fill: rows/columns whose pre-shift position is outside
-        shift = p["crop_shift"]
-        rows = torch.arange(h, device=x.device) - shift[:, 1:]
-        cols = torch.arange(w, device=x.device) - shift[:, :1]
-        row_ok = ((rows >= 0) & (rows < h)).to(x.dtype)
-        col_ok = ((cols >= 0) & (cols < w)).to(x.dtype)
-        out = out.mul_((row_ok[:, :, None] * col_ok[:, None, :])[:, None])
+    if "keep_rows" in plan:
+        keep = plan["keep_rows"].to(x.dtype)[:, :, None] * plan["keep_cols"].to(x.dtype)[:, None, :]
+        out = out.mul_(keep[:, None])
     return out
 
 
@@ -201,26 +243,21 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return (_GREY_WEIGHTS[0] * r + _GREY_WEIGHTS[1] * g + _GREY_WEIGHTS[2] * b).unsqueeze(1)
 
 
-def _is_max(channel: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """1.0 where ``channel`` equals the pixel maximum, else 0.0 (sign() is float arithmetic;
-    comparisons and where() on bool tensors are several times slower on CPU)."""
-    return torch.sign(channel - top).add_(1.0)
-
-
 def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue of RGB images by ``shift`` turns per sample (saturation and value kept)."""
     r, g, b = x.unbind(1)
     top, bottom = x.amax(dim=1), x.amin(dim=1)
     spread = top - bottom
-    # hue in sextants: (g-b)/spread if red is the maximum, else 2+(b-r)/spread if green, else 4+(r-g)/spread
-    red = _is_max(r, top)
-    green = _is_max(g, top).mul_(1.0 - red)
+    # hue in sextants: (g-b)/spread if red is the maximum, else 2+(b-r)/spread if green, else 4+(r-g)/spread.
+    # Branch masks as floats: sign(c - top) + 1 is 1 where c is the maximum; where() and bool ops are slow on CPU.
+    red = torch.sign(r - top).add_(1.0)
+    green = torch.sign(g - top).add_(1.0).mul_(1.0 - red)
     blue = (1.0 - red).sub_(green)
     sextant = red * (g - b) + green * (b - r + 2.0 * spread) + blue * (r - g + 4.0 * spread)
     sextant = sextant.div_(spread.clamp_min(1e-12))  # grey pixels: numerator 0, hue 0
     sextant = sextant.add_(6.0 * _factor(shift, x)[:, 0])
     # HSV -> RGB without branches: channel = V - (V - min) * clamp(2 - |k - 2|, 0, 1), k = (n + H) mod 6
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device)[None, :, None, None]
+    n = torch.arange(5.0, 0.0, -2.0, dtype=x.dtype, device=x.device)[None, :, None, None]  # 5, 3, 1 (no host copy)
     k = sextant[:, None] + n
     k = k.sub_(torch.floor(k / 6.0).mul_(6.0))
     ramp = k.sub_(2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
@@ -232,9 +269,10 @@ def _colour_jitter(x: torch.Tensor, p: Params) -> torch.Tensor:
     blends towards a reference image and clamps to [0, 1], as torchvision's ColorJitter does."""
     if "brightness" in p:  # blend with black
         x = (x * _factor(p["brightness"], x)).clamp_(0.0, 1.0)
-    if "contrast" in p:  # blend with the image's mean grey level
-        grey = _grey(x) if x.shape[1] == 3 else x
-        x = torch.lerp(grey.mean(dim=(1, 2, 3), keepdim=True), x, _factor(p["contrast"], x)).clamp_(0.0, 1.0)
+    if "contrast" in p:  # blend with the image's mean grey level (grey is linear: mix channel means)
+        means = x.mean(dim=(2, 3), keepdim=True)
+        level = _grey(means) if x.shape[1] == 3 else means
+        x = torch.lerp(level, x, _factor(p["contrast"], x)).clamp_(0.0, 1.0)
     if x.shape[1] == 3:
         if "saturation" in p:  # blend with the per-pixel grey image
             x = torch.lerp(_grey(x), x, _factor(p["saturation"], x)).clamp_(0.0, 1.0)

@@ -18,7 +18,7 @@ import torch
 
 from assist.data.archives import safe_extract
 from assist.data.base import DataError, ImageDataset, channel_stats
-from assist.data.download import download_file
+from assist.data.download import download_file, verify_file
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def fetch(data_dir: Path, spec: CifarSpec, *, url: str | None = None, md5: str |
     """Download the official archive into ``data_dir`` (kept, so it is not fetched twice)
     and extract it safely."""
     archive = data_dir / Path(url or spec.url).name
-    if not archive.is_file():
+    if not verify_file(archive, md5=md5 or spec.md5):  # absent, or damaged by some other tool
         download_file([url or spec.url], archive, md5=md5 or spec.md5)
     safe_extract(archive, data_dir)
 

@@ -8,7 +8,6 @@ starting with ``folder:`` loads an image-folder directory or archive at PATH.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 from assist.data.base import ImageDataset

@@ -21,7 +21,7 @@ from assist.data.base import DataError
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-USER_AGENT = "assist-data/0.1 (+https://github.com/)"  # some mirrors refuse Python's default agent
+USER_AGENT = "assist-data/0.1"  # some mirrors refuse Python's default agent
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str = "md5") -> str:

@@ -16,12 +16,13 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 import warnings
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
 
-from assist.data.archives import archive_kind, iter_archive
+from assist.data.archives import Parts, archive_kind, iter_archive
 from assist.data.base import DataError, ImageDataset, channel_stats
 from assist.data.download import file_digest
 from assist.data.images import Source, decode_all
@@ -31,43 +32,44 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 CACHE_VERSION = 1  # bump when the decoding or the cache layout changes
+CACHE_KEYS = {"classes", "mean", "std", "train_images", "train_labels", "test_images", "test_labels"}
 Layout = dict[str, dict[str, list[tuple[str, Source]]]]  # split -> class -> [(name, source)]
 
 
-def _ignored(parts: tuple[str, ...]) -> bool:
+def _ignored(parts: Parts) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in parts)
 
 
-def _strip_wrapper(paths: list[PurePosixPath], where: str) -> tuple[str, ...]:
+def _strip_wrapper(paths: list[Parts], where: str) -> Parts:
     """The prefix in front of ``train``/``test``: none, or a single top-level folder."""
-    tops = {p.parts[0] for p in paths if p.parts}
+    tops = {p[0] for p in paths}
     if tops & set(SPLITS):
         return ()
-    if len(tops) == 1 and any(len(p.parts) > 1 and p.parts[1] in SPLITS for p in paths):
+    if len(tops) == 1 and any(len(p) > 1 and p[1] in SPLITS for p in paths):
         return (next(iter(tops)),)
     raise DataError(f"{where}: expected train/<class>/<image> and test/<class>/<image> "
                     f"(optionally inside one top-level folder), found top level {sorted(tops)[:5]}")
 
 
-def _layout(files: dict[PurePosixPath, Source], dirs: set[PurePosixPath], where: str) -> Layout:
+def _layout(files: dict[Parts, Source], dirs: set[Parts], where: str) -> Layout:
     """Group files by split and class, checking the layout; classes and files sorted."""
-    files = {p: s for p, s in files.items() if p.parts and not _ignored(p.parts)}
-    dirs = {p for p in dirs if p.parts and not _ignored(p.parts)}
+    files = {p: s for p, s in files.items() if p and not _ignored(p)}
+    dirs = {p for p in dirs if p and not _ignored(p)}
     prefix = _strip_wrapper(list(files) + list(dirs), where)
     layout: Layout = {split: {} for split in SPLITS}
     for directory in dirs:
-        rest = directory.parts[len(prefix):]
+        rest = directory[len(prefix):]
         if len(rest) == 2 and rest[0] in SPLITS:
             layout[rest[0]].setdefault(rest[1], [])
         elif len(rest) > 2 and rest[0] in SPLITS:
-            raise DataError(f"{where}: unexpected folder {directory}; expected <split>/<class>/<image>")
+            raise DataError(f"{where}: unexpected folder {'/'.join(directory)}; expected <split>/<class>/<image>")
     for path, source in files.items():
-        rest = path.parts[len(prefix):]
+        rest = path[len(prefix):]
         if not rest or rest[0] not in SPLITS:
             continue
         if len(rest) != 3:
-            raise DataError(f"{where}: {path} is not at <split>/<class>/<image>")
-        layout[rest[0]].setdefault(rest[1], []).append((str(path), source))
+            raise DataError(f"{where}: {'/'.join(path)} is not at <split>/<class>/<image>")
+        layout[rest[0]].setdefault(rest[1], []).append(("/".join(path), source))
     for split, classes in layout.items():
         if not classes:
             raise DataError(f"{where}: no class folders under {'/'.join(prefix + (split,))}/")
@@ -82,20 +84,20 @@ def _layout(files: dict[PurePosixPath, Source], dirs: set[PurePosixPath], where:
             for split, classes in layout.items()}
 
 
-def _list_directory(root: Path) -> tuple[dict[PurePosixPath, Source], set[PurePosixPath], str]:
+def _list_directory(root: Path) -> tuple[dict[Parts, Source], set[Parts], str]:
     """Files and folders under ``root`` plus a fingerprint of names, sizes and mtimes."""
-    files: dict[PurePosixPath, Source] = {}
-    dirs: set[PurePosixPath] = set()
+    files: dict[Parts, Source] = {}
+    dirs: set[Parts] = set()
     fingerprint = hashlib.sha256(str(root).encode())
     for current, subdirs, names in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))  # never walk hidden trees
-        rel = PurePosixPath(Path(current).relative_to(root).as_posix())
-        dirs.update(rel / d for d in subdirs)
+        rel = Path(current).relative_to(root).parts
+        dirs.update(rel + (d,) for d in subdirs)
         for name in sorted(names):
             path = Path(current) / name
             info = path.stat()
-            files[rel / name] = path
-            fingerprint.update(f"{rel / name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+            files[rel + (name,)] = path
+            fingerprint.update(f"{'/'.join(rel + (name,))}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return files, dirs, fingerprint.hexdigest()
 
 
@@ -112,9 +114,9 @@ def _read_cache(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        cached = torch.load(path, map_location="cpu", weights_only=True)
-        if cached.get("version") != CACHE_VERSION:
-            return None
+        cached = torch.load(path, map_location="cpu", weights_only=True)  # weights_only: no code runs
+        if not isinstance(cached, dict) or cached.get("version") != CACHE_VERSION or not CACHE_KEYS <= cached.keys():
+            raise ValueError("unexpected content")
         return cached
     except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
         warnings.warn(f"ignoring unreadable cache {path}: {exc}", stacklevel=3)
@@ -135,15 +137,17 @@ def _write_cache(path: Path, content: dict) -> None:
 
 
 def _decode(layout: Layout, classes: list[str], where: str) -> dict:
+    # Both splits in one call, so sizes and the channel count are decided over all images.
+    items = [item for split in SPLITS for name in classes for item in layout[split][name]]
+    images = torch.from_numpy(decode_all(items, where))
     content: dict = {"version": CACHE_VERSION, "classes": classes}
+    start = 0
     for split in SPLITS:
-        items = [item for name in classes for item in layout[split][name]]
         counts = torch.tensor([len(layout[split][name]) for name in classes])
-        content[f"{split}_images"] = torch.from_numpy(decode_all(items, where))
+        total = int(counts.sum())
+        content[f"{split}_images"] = images[start:start + total].clone()  # own storage, saved alone
         content[f"{split}_labels"] = torch.repeat_interleave(torch.arange(len(classes)), counts)
-    if content["train_images"].shape[1:] != content["test_images"].shape[1:]:
-        raise DataError(f"{where}: train images are {tuple(content['train_images'].shape[1:])}, "
-                        f"test images {tuple(content['test_images'].shape[1:])}")
+        start += total
     mean, std = channel_stats(content["train_images"])
     content["mean"], content["std"] = list(mean), list(std)
     return content
@@ -164,6 +168,7 @@ def load_folder(path_text: str, *, data_dir: Path, download: bool = False) -> Im
     cache_file = folder / f"folder-{key[:32]}-v{CACHE_VERSION}.pt" if folder is not None else None
     content = _read_cache(cache_file) if cache_file is not None else None
     if content is None:
+        started = time.perf_counter()
         if not source.is_dir():
             for rel, data in iter_archive(source):
                 if data is None:
@@ -172,6 +177,8 @@ def load_folder(path_text: str, *, data_dir: Path, download: bool = False) -> Im
                     files[rel] = data
         layout = _layout(files, dirs, where)
         content = _decode(layout, sorted(layout["train"]), where)
+        log.info("decoded %d images from %s in %.1f s", len(content["train_labels"]) + len(content["test_labels"]),
+                 where, time.perf_counter() - started)
         if cache_file is not None:
             _write_cache(cache_file, content)
         else:

@@ -33,6 +33,8 @@ def decode_image(source: Source) -> np.ndarray:
         image.load()
         if image.mode.startswith("I;16"):
             return (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)  # keep the top 8 bits
+        if image.mode in ("L", "RGB"):  # the common case needs no conversion
+            return np.asarray(image, dtype=np.uint8)
         if image.mode in GRAY_MODES:
             return np.asarray(image.convert("L"), dtype=np.uint8)
         if image.mode in ("I", "F"):

@@ -110,4 +110,7 @@ class BatchPipeline:
         # Range-check CPU indices only: checking device indices would force a host sync per batch.
         if indices.device.type == "cpu" and indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= len(self)):
             raise ValueError(f"BatchPipeline.batch: indices must lie in [0, {len(self)}), got min {int(indices.min())} max {int(indices.max())}")
+        if self.device.type == "cuda" and indices.device.type == "cpu":
+            # a pinned copy lets the transfer below run without blocking the host
+            indices = torch.empty(indices.shape, dtype=indices.dtype, pin_memory=True).copy_(indices)
         return indices.to(self.device, non_blocking=True)

@@ -8,6 +8,7 @@ split keeps every sample of the chosen classes so accuracies stay comparable.
 
 from __future__ import annotations
 
+import operator
 from typing import Sequence
 
 import torch
@@ -17,18 +18,23 @@ from assist.data.base import DataError, ImageDataset, channel_stats
 
 def _chosen_classes(dataset: ImageDataset, num_classes: int | Sequence[int]) -> list[int]:
     total = dataset.num_classes
-    if isinstance(num_classes, bool):
+    if isinstance(num_classes, (bool, str, bytes)) or not isinstance(num_classes, (int, Sequence)):
         raise DataError(f"{dataset.name}: num_classes must be an int or a list of class ids, got {num_classes!r}")
     if isinstance(num_classes, int):
         if not 1 <= num_classes <= total:
             raise DataError(f"{dataset.name}: num_classes={num_classes} outside 1..{total}")
         return list(range(num_classes))
-    chosen = list(num_classes)
+    chosen = []
+    for cls in num_classes:
+        try:
+            index = operator.index(cls)  # ints, numpy ints; not floats or strings
+        except TypeError:
+            index = None
+        if isinstance(cls, bool) or index is None or not 0 <= index < total:
+            raise DataError(f"{dataset.name}: class id {cls!r} in num_classes is not a class id in 0..{total - 1}")
+        chosen.append(index)
     if not chosen:
         raise DataError(f"{dataset.name}: num_classes is an empty list")
-    for cls in chosen:
-        if isinstance(cls, bool) or not isinstance(cls, int) or not 0 <= cls < total:
-            raise DataError(f"{dataset.name}: class id {cls!r} in num_classes outside 0..{total - 1}")
     duplicates = sorted({c for c in chosen if chosen.count(c) > 1})
     if duplicates:
         raise DataError(f"{dataset.name}: class ids {duplicates} repeated in num_classes")

@@ -96,7 +96,7 @@ class Trainer:
                                        augmentation="none", device=self.device)
         self.optimizer = build_optimizer(config, self.model.parameters())
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.accumulator = BatchAccumulator(config.batch_size, config.overflow)
+        self.accumulator = BatchAccumulator(config.batch_size, self.strategy.overflow)
         seed = config.rng_seed
         self.generators = {name: derived_generator(seed, stream) for stream, name in
                            enumerate(("shuffle", "augment", "select", "eval_subset"))}
@@ -104,7 +104,7 @@ class Trainer:
         self.context = StrategyContext(
             num_samples=data.num_train, batch_size=config.batch_size, epochs=config.epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
-            score_indices=self.score_indices, labels=data.train_labels)
+            score_indices=self.score_indices, labels=data.train_labels, extras={"data": data})
         self.state = TrainState()
         self.counters = EpochCounters()
 
@@ -133,9 +133,12 @@ class Trainer:
         self.emit(Event.EPOCH_START, epoch=epoch)
         plan = self.strategy.plan_epoch(epoch, self.context)
         self.emit(Event.EPOCH_PLANNED, epoch=epoch, plan=plan)
-        raw_size = self.strategy.raw_batch_size()
-        for start in range(0, int(plan.shape[0]), raw_size):
+        start, total = 0, int(plan.shape[0])
+        while start < total:
+            # asked per raw batch: a strategy may change it mid-epoch (importance sampling)
+            raw_size = self.strategy.raw_batch_size()
             self.train_raw_batch(plan[start:start + raw_size])
+            start += raw_size
         starved = self.end_of_epoch_policy(epoch)
         self.emit(Event.EPOCH_TRAINED, epoch=epoch, starved=starved)
         if self.scheduler is not None:
@@ -245,6 +248,7 @@ class Trainer:
         self.counters.samples_trained += n
         self.state.total_steps += 1
         self.strategy.feedback(chunk.indices, losses.detach(), logits.detach().argmax(1) == chunk.y)
+        self.strategy.feedback_logits(chunk.indices, logits.detach(), chunk.y)
         self.emit(Event.STEP_END, batch_size=n, loss=loss.detach())
 
     @torch.no_grad()

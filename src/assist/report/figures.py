@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
+from matplotlib.collections import PolyCollection
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullLocator, ScalarFormatter
 
 from assist.report.keys import ARCHETYPE, label_order
 
@@ -47,6 +48,8 @@ ACCUMULATION_PANELS = (
 )
 ACCUMULATION_COLUMNS = tuple(c for _, _, cols in ACCUMULATION_PANELS for c in cols)
 X_AXES = ("epoch", "time", "cost")
+PLOTTED_COLUMNS = tuple(dict.fromkeys(
+    [c for _, _, cols in PANELS + ACCUMULATION_PANELS for c in cols] + ["wall_clock_s", "training_cost"]))
 CAPTION = ("Lines: mean over the completed seeds of each strategy; shaded band: min–max over "
            "those seeds; dotted: a single run that did not complete (its status in the legend).")
 
@@ -86,6 +89,21 @@ class Line:
     frames: list[pd.DataFrame]
     completed: bool
     status: str = "completed"
+    _stats: Optional[pd.DataFrame] = field(default=None, repr=False)
+
+    @property
+    def stats(self) -> pd.DataFrame:
+        """Per epoch: mean, min and max over the frames of every plotted column (once)."""
+        if self._stats is None:
+            wanted = ["epoch", *(c for c in PLOTTED_COLUMNS if any(c in f for f in self.frames))]
+            both = pd.concat([f.reindex(columns=wanted) for f in self.frames], ignore_index=True)
+            both = both.apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
+            self._stats = both.groupby("epoch").agg(["mean", "min", "max"])
+        return self._stats
+
+    @property
+    def name(self) -> str:
+        return self.label if self.completed else f"{self.label} [{self.status}]"
 
 
 @dataclass
@@ -95,110 +113,162 @@ class FigureFiles:
     files: dict[str, Path] = field(default_factory=dict)  # format -> path
 
 
-def _x_column(kind: str, frames: Sequence[pd.DataFrame]) -> tuple[str, float, str]:
+def _x_axis(kind: str, lines: Sequence[Line]) -> tuple[str, float, str]:
     """Which column to use as x, the divisor to apply and the axis label with its unit."""
-    if kind == "epoch":
+    if kind in ("epoch", "accumulation"):
         return "epoch", 1.0, "epoch"
+    column = "wall_clock_s" if kind == "time" else "training_cost"
+    tops = [l.stats[(column, "max")].max() for l in lines if (column, "max") in l.stats]
+    top = max((t for t in tops if not pd.isna(t)), default=0.0)
     if kind == "time":
-        top = max((f["wall_clock_s"].max() for f in frames if "wall_clock_s" in f), default=0)
-        top = 0 if pd.isna(top) else top
         scale, unit = (3600.0, "h") if top > 3 * 3600 else (60.0, "min") if top > 180 else (1.0, "s")
-        return "wall_clock_s", scale, f"wall-clock time ({unit}, training + evaluation)"
-    top = max((f["training_cost"].max() for f in frames if "training_cost" in f), default=0)
-    top = 0 if pd.isna(top) else top
-    scale, unit = (1e6, "millions of samples") if top > 1e6 else (1e3, "thousands of samples") if top > 1e3 else (1.0, "samples")
-    return "training_cost", scale, f"training cost ({unit} scored + trained)"
+        return column, scale, f"wall-clock time ({unit}, training + evaluation)"
+    scale, unit = (1e6, "millions of") if top > 1e6 else (1e3, "thousands of") if top > 1e3 else (1.0, "")
+    return column, scale, f"training cost ({unit} samples scored + trained)".replace("( ", "(")
 
 
-def _aggregate(frames: list[pd.DataFrame], x: str, ys: Sequence[str]) -> Optional[pd.DataFrame]:
-    cols = [c for c in dict.fromkeys([x, *ys]) if all(c in f for f in frames)]
-    if x not in cols:
-        return None
-    both = pd.concat([f[["epoch", *[c for c in cols if c != "epoch"]]] for f in frames])
-    both = both.apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
-    return both.groupby("epoch").agg(["mean", "min", "max"])
-
-
-def _draw(ax, lines: list[Line], colours: Mapping[str, str], x: str, scale: float,
+def _draw(ax, lines: Sequence[Line], colours: Mapping[str, str], x: str, scale: float,
           columns: Sequence[str]) -> bool:
     drew = False
     for line in lines:
-        stats = _aggregate(line.frames, x, columns)
-        if stats is None:
+        stats = line.stats
+        if x != "epoch" and (x, "mean") not in stats:
             continue
-        xs = stats[(x, "mean")].to_numpy() / scale if x != "epoch" else stats.index.to_numpy()
+        xs = stats.index.to_numpy(float) if x == "epoch" else stats[(x, "mean")].to_numpy(float) / scale
+        colour = colours.get(line.label, "#777777")
         for column, style in zip(columns, ("-", "--")):
             if (column, "mean") not in stats:
                 continue
-            ys = stats[(column, "mean")].to_numpy(dtype=float)
+            ys = stats[(column, "mean")].to_numpy(float)
             keep = np.isfinite(ys) & np.isfinite(xs)
             if not keep.any():
                 continue
-            colour = colours.get(line.label, "#777777")
             if line.completed:
                 ax.plot(xs[keep], ys[keep], style, color=colour, lw=1.6)
                 if len(line.frames) > 1:
                     lo, hi = stats[(column, "min")].to_numpy(float), stats[(column, "max")].to_numpy(float)
-                    ax.fill_between(xs[keep], lo[keep], hi[keep], color=colour, alpha=0.18, lw=0)
+                    band = np.concatenate([np.column_stack([xs, lo])[keep], np.column_stack([xs, hi])[keep][::-1]])
+                    band = band[np.isfinite(band).all(axis=1)]
+                    # A bare polygon: fill_between's masking machinery costs ~10x more.
+                    ax.add_collection(PolyCollection([band], facecolors=colour, alpha=0.18, lw=0))
             else:
                 ax.plot(xs[keep], ys[keep], ":", color=colour, lw=1.3, marker=".", ms=3)
             drew = True
     return drew
 
 
-def _legend(fig: Figure, lines: list[Line], colours: Mapping[str, str]) -> None:
-    handles, seen = [], set()
+def _legend_entries(lines: Sequence[Line], colours: Mapping[str, str]) -> list[tuple[str, str]]:
+    entries: dict[str, str] = {}
     for line in lines:
-        name = line.label if line.completed else f"{line.label} [{line.status}]"
-        if name in seen:
-            continue
-        seen.add(name)
         count = f" (n={len(line.frames)})" if line.completed else ""
-        handles.append(Line2D([], [], color=colours.get(line.label, "#777777"),
-                              ls="-" if line.completed else ":", lw=2, label=name + count))
-    fig.legend(handles=handles, loc="lower center", ncol=min(3, max(1, len(handles))),
-               fontsize=8, frameon=False)
+        entry = ("━━ " if line.completed else "┅┅ ") + line.name + count
+        entries.setdefault(entry, colours.get(line.label, "#777777"))
+    return list(entries.items())
 
 
-def render_panels(lines: list[Line], colours: Mapping[str, str], kind: str, title: str,
+def _place_legend(fig: Figure, entries: list[tuple[str, str]], height: float) -> None:
+    """Coloured texts in rows of three under the panels: ``━━`` a mean over seeds, ``┅┅`` a
+    single unfinished run. Plain texts, because matplotlib's Legend layout costs as much as
+    a whole panel on every save."""
+    for text in [t for t in fig.texts if t.get_gid() == "legend"]:
+        text.remove()
+    for i, (entry, colour) in enumerate(entries):
+        row, col = divmod(i, 3)
+        fig.text(0.06 + col * 0.31, (0.12 + 0.22 * (_rows(len(entries)) - 1 - row)) / height,
+                 entry, color=colour, fontsize=8, va="bottom", gid="legend")
+
+
+def _rows(count: int) -> int:
+    return -(-count // 3)
+
+
+# One reusable figure per panel layout and process: creating axes and their tick objects
+# costs more than drawing them, and a report draws hundreds of identical layouts.
+_PLAIN = FormatStrFormatter("%g")
+# One font family (not a fallback list, which is searched on every text draw); SVG text kept
+# as text, and a fixed hash salt so that the same runs give the same SVG bytes.
+_RC = {"font.family": ["DejaVu Sans"], "svg.fonttype": "none", "svg.hashsalt": "assist"}
+_TEMPLATES: dict[tuple[str, ...], tuple[Figure, list]] = {}
+
+
+def _template(panels) -> tuple[Figure, list]:
+    key = tuple(title for title, _, _ in panels)
+    if key not in _TEMPLATES:
+        nrows = -(-len(panels) // 3)
+        fig = Figure(figsize=(12, 2.7 * nrows + 1.2), dpi=72)
+        FigureCanvasAgg(fig)
+        axes = list(fig.subplots(nrows, 3, squeeze=False).flat)
+        for ax, (title, ylabel, _) in zip(axes, panels):
+            # Fixed title and label positions skip matplotlib's costly automatic placement.
+            ax.set_title(title, fontsize=10, y=1.0, pad=4)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.yaxis.set_label_coords(-0.16, 0.5)
+            ax.xaxis.set_label_coords(0.5, -0.13)
+            ax.tick_params(labelsize=7)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        _TEMPLATES[key] = (fig, axes[: len(panels)])
+    return _TEMPLATES[key]
+
+
+def _reset(ax) -> None:
+    for artist in [*ax.lines, *ax.collections, *ax.texts]:
+        artist.remove()
+    ax.set_yscale("linear")
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    ax.yaxis.set_major_locator(MaxNLocator(6))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.grid(True, alpha=0.3, lw=0.5)  # grid lines stand in for tick marks (not drawn: cost)
+    ax.tick_params(bottom=False, left=False)
+
+
+def render_panels(lines: Sequence[Line], colours: Mapping[str, str], kind: str, title: str,
                   panels=PANELS, stem: Optional[Path] = None,
                   formats: Sequence[str] = ("png", "svg")) -> Optional[FigureFiles]:
     """One figure of ``panels`` against ``kind`` x; None when nothing could be drawn."""
-    frames = [f for line in lines for f in line.frames]
-    x, scale, xlabel = _x_column("epoch" if kind == "accumulation" else kind, frames)
-    ncols = 3
-    nrows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(12, 3.1 * nrows + 0.9), dpi=80)
-    FigureCanvasAgg(fig)
+    with matplotlib.rc_context(_RC):
+        return _render(lines, colours, kind, title, panels, stem, formats)
+
+
+def _render(lines, colours, kind, title, panels, stem, formats) -> Optional[FigureFiles]:
+    x, scale, xlabel = _x_axis(kind, lines)
+    fig, axes = _template(panels)
     drew_any = False
-    for i, (panel_title, ylabel, columns) in enumerate(panels):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
+    for i, (ax, (_, ylabel, columns)) in enumerate(zip(axes, panels)):
+        _reset(ax)
         drew = _draw(ax, lines, colours, x, scale, columns)
         drew_any |= drew
-        ax.set_title(panel_title, fontsize=10)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3, lw=0.5)
+        bottom = i >= len(panels) - 3  # x tick labels and x label on the bottom row only
+        ax.set_xlabel(xlabel if bottom else "", fontsize=8)
+        ax.tick_params(labelbottom=bottom)
         if drew and ylabel == LOSS:
-            low = min((l.get_ydata().min() for l in ax.get_lines() if len(l.get_ydata())), default=0)
+            low = min((l.get_ydata().min() for l in ax.get_lines()), default=0)
             if low > 0:
                 ax.set_yscale("log")  # losses span orders of magnitude over training
-        if not drew:
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=8))
+                ax.yaxis.set_minor_locator(NullLocator())  # minor ticks cost more than they tell
+                ax.yaxis.set_major_formatter(_PLAIN)  # mathtext 10^k labels are slow to lay out
+        if drew:
+            ax.relim()
+            ax.autoscale_view()
+        else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#888")
     if not drew_any:
         return None
+    entries = _legend_entries(lines, colours)
+    legend_in = 0.22 * _rows(len(entries)) + 0.15
+    height = 2.6 * _rows(len(panels)) + 1.1 + legend_in
+    fig.set_size_inches(12, height)
+    _place_legend(fig, entries, height)
     fig.suptitle(title, fontsize=11)
-    _legend(fig, lines, colours)
-    legend_rows = -(-len({(l.label, l.completed, l.status) for l in lines}) // 3)
-    fig.tight_layout(rect=(0, 0.03 + 0.025 * legend_rows, 1, 0.97))
+    fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.8 / height,
+                        bottom=(legend_in + 0.5) / height, hspace=0.3, wspace=0.24)
     result = FigureFiles(kind, title)
     if stem is not None:
-        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "assist"}):
-            for fmt in formats:
-                path = stem.with_name(f"{stem.name}_{kind}.{fmt}")
-                fig.savefig(path, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
-                result.files[fmt] = path
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}_{kind}.{fmt}")
+            fig.savefig(path, format=fmt, dpi=90, metadata={"Date": None} if fmt == "svg" else None)
+            result.files[fmt] = path
     return result
 
 

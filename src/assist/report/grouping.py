@@ -58,7 +58,7 @@ def parse_group_by(text: Optional[str | Sequence[str]], runset: RunSet) -> Optio
     unknown = [k for k in keys if k not in runset.config_keys]
     if unknown:
         raise ReportError(f"--group-by key {unknown[0]!r} is not a config key of these runs; "
-                          f"valid keys: {', '.join(runset.config_keys)}")
+                          f"valid keys: {', '.join(runset.config_keys)}", exit_code=2)
     return keys
 
 

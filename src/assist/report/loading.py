@@ -29,7 +29,12 @@ META_COLUMNS = ("run", "path", "run_id", "label", "status", "reason", "epochs_co
 
 
 class ReportError(ValueError):
-    """The report cannot be built as asked; the message says what and where."""
+    """The report cannot be built as asked; the message says what and where.
+    ``exit_code``: 1 for a problem with the runs, 2 for a bad argument."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass

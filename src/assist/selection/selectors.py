@@ -153,22 +153,28 @@ def _check_power(power: object) -> float:
 
 
 def split_quota(count: int, sizes: list[int]) -> list[int]:
-    """How many to draw from each bucket: ``count // len(sizes)`` each, the remainder one
-    apiece to the highest-loss buckets (the last ones). A bucket holding fewer than its
-    share gives all it has, and the shortfall is spread the same way over the buckets that
-    still have samples, so the total is ``min(count, sum(sizes))``. Loops over buckets,
-    never over samples."""
-    q = len(sizes)
-    base, extra = divmod(count, q)
-    take = [min(base + (j >= q - extra), size) for j, size in enumerate(sizes)]
-    short = min(count, sum(sizes)) - sum(take)
-    while short > 0:
-        open_buckets = [j for j in range(q) if take[j] < sizes[j]]
-        per, rest = divmod(short, len(open_buckets))
+    """How many to draw from each bucket (water-filling, loops over buckets only).
+
+    Each bucket's share is ``count // len(sizes)``, the remainder one apiece to the
+    highest-loss buckets (the last ones). A bucket holding no more than its share gives all
+    it has and the shortfall is shared out the same way among the others, so the total is
+    ``min(count, sum(sizes))`` and buckets below capacity differ by at most one."""
+    take = [0] * len(sizes)
+    remaining = min(count, sum(sizes))
+    open_buckets = list(range(len(sizes)))
+    while remaining > 0:
+        share = remaining // len(open_buckets)
+        small = [j for j in open_buckets if sizes[j] <= share]
+        if small:  # these give everything; the rest share what is left
+            for j in small:
+                take[j] = sizes[j]
+                remaining -= sizes[j]
+            open_buckets = [j for j in open_buckets if j not in small]
+            continue
+        extra = remaining - share * len(open_buckets)
         for rank, j in enumerate(open_buckets):
-            wanted = per + (rank >= len(open_buckets) - rest)
-            take[j] += min(wanted, sizes[j] - take[j])
-        short = min(count, sum(sizes)) - sum(take)
+            take[j] = share + (rank >= len(open_buckets) - extra)
+        remaining = 0
     return take
 
 

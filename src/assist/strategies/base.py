@@ -91,7 +91,14 @@ class Strategy:
         return False
 
     def raw_batch_size(self) -> int:
+        """Size of the next raw batch; the trainer asks before each one."""
         return self.config.batch_size
+
+    @property
+    def overflow(self) -> str:
+        """What the accumulator does with accepted samples beyond a full batch
+        (``discard``, the thesis, or ``carry``); the config's ``overflow`` by default."""
+        return self.config.overflow
 
     # -- decisions
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
@@ -102,6 +109,9 @@ class Strategy:
 
     def feedback(self, indices: torch.Tensor, losses: torch.Tensor, correct: torch.Tensor) -> None:
         """Per-sample losses and correctness of the samples just trained on."""
+
+    def feedback_logits(self, indices: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """The training forward's logits (detached) of the samples just trained on."""
 
     # -- bookkeeping
     def epoch_metrics(self) -> dict[str, Any]:

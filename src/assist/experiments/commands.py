@@ -1,0 +1,60 @@
+"""``assist sweep`` and ``assist status``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+
+from assist.experiments.spec import EXECUTORS
+
+
+@click.command("sweep")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Sweep directory (default: runs/<spec name>).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="local: worker processes here; slurm: one array job; submitit-local: submitit's local jobs.")
+@click.option("--workers", type=int, help="Runs at once (local executors; default: the cores here).")
+@click.option("--dry-run", is_flag=True, help="List the runs and their state; run nothing.")
+@click.option("--retry-failed", is_flag=True, help="Also start failed runs over.")
+@click.option("--wait/--no-wait", default=False, help="slurm: wait for the jobs and print each outcome.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Add or change a key of the spec's base config (repeatable).")
+def sweep_command(spec: str, out: Optional[str], executor: str, workers: Optional[int], dry_run: bool,
+                  retry_failed: bool, wait: bool, overrides: tuple[str, ...]) -> None:
+    """Run every run of SPEC (YAML) that is missing or unfinished; rerun to resume."""
+    from assist.experiments.sweep import check_models_fit, describe_plan, plan_sweep, run_sweep
+
+    plan = plan_sweep(spec, out, overrides)
+    if dry_run:
+        check_models_fit(plan, echo=click.echo)
+        click.echo(describe_plan(plan))
+        return
+    report = run_sweep(plan, executor=executor, workers=workers, retry_failed=retry_failed, wait=wait,
+                       echo=lambda line: click.echo(line, err=False))
+    if report.interrupted:
+        sys.exit(130)
+    if report.outcomes:
+        counts: dict[str, int] = {}
+        for outcome in report.outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        click.echo(f"{len(report.outcomes)} runs ended in {report.wall_clock_s:.1f}s: "
+                   + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    for outcome in report.problems:
+        click.echo(f"  {outcome.status}: {outcome.name}: {outcome.reason}", err=True)
+    if report.problems:
+        sys.exit(1)
+
+
+@click.command("status")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--problems", is_flag=True, help="Hide the runs that are done.")
+def status_command(directory: str, problems: bool) -> None:
+    """Each run of a sweep directory: done / running / failed (reason) / incomplete / missing."""
+    from assist.experiments.store import SweepDir, format_states
+
+    states = SweepDir(directory).states()
+    if not states:
+        raise click.ClickException(f"no runs found in {directory!r} (no sweep.json and no run directories)")
+    click.echo(format_states(states, show_done=not problems))

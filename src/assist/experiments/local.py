@@ -1,0 +1,186 @@
+"""Local executor: a pool of worker processes, each running one run at a time.
+
+Workers are started with the ``spawn`` method (no forked torch state) and kept for the whole
+sweep, so each imports torch and loads a data set once. The parent hands out runs one by one
+over a pipe per worker and watches each worker's process: a worker that dies (killed, out of
+memory) costs only its current run, which stays resumable, and is replaced.
+
+Ctrl-C (or SIGTERM) in the parent stops every worker at once; checkpoints are atomic, so the
+sweep resumes from them when rerun. Workers die with their parent even on SIGKILL (Linux
+``PR_SET_PDEATHSIG``, and a watchdog thread elsewhere), so no orphan keeps a run's lock.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Callable, Optional
+
+from assist.experiments.runner import Outcome, RunTask, run_task
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was stopped (Ctrl-C / SIGTERM); ``outcomes`` holds the runs that ended."""
+
+    def __init__(self, outcomes: list[Outcome], unfinished: list[RunTask]) -> None:
+        super().__init__("interrupted")
+        self.outcomes = outcomes
+        self.unfinished = unfinished
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watchdog() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(1.0)
+
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=watchdog, daemon=True).start()
+
+
+def _worker_main(conn: Connection, parent_pid: int, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    _die_with_parent(parent_pid)
+    import torch
+
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        torch.set_num_threads(threads)  # a run's num_threads must not leak into the next one
+        conn.send(run_task(task))
+
+
+@dataclass
+class _Worker:
+    process: mp.process.BaseProcess
+    conn: Connection
+    task: Optional[RunTask] = None
+
+
+class LocalPool:
+    def __init__(self, workers: int, *, threads_per_worker: Optional[int] = None,
+                 on_start: Optional[Callable[[RunTask], None]] = None,
+                 on_outcome: Optional[Callable[[Outcome], None]] = None) -> None:
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1 (got {workers})")
+        self.workers = workers
+        self.threads = threads_per_worker or max(1, available_cores() // workers)
+        self.on_start = on_start or (lambda task: None)
+        self.on_outcome = on_outcome or (lambda outcome: None)
+        self._context = mp.get_context("spawn")
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child, os.getpid(), self.threads),
+                                        daemon=True, name="assist-sweep-worker")
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def run(self, tasks: list[RunTask]) -> list[Outcome]:
+        pending = deque(tasks)
+        outcomes: list[Outcome] = []
+        pool: list[_Worker] = []
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+        try:
+            pool = [self._spawn() for _ in range(min(self.workers, len(tasks)))]
+            while pending or any(w.task for w in pool):
+                for worker in pool:
+                    if worker.task is None and pending:
+                        worker.task = pending.popleft()
+                        worker.conn.send(worker.task)
+                        self.on_start(worker.task)
+                busy = [w for w in pool if w.task is not None]
+                wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5.0)
+                for worker in busy:
+                    outcome = self._collect(worker)
+                    if outcome is None:
+                        continue
+                    outcomes.append(outcome)
+                    self.on_outcome(outcome)
+                    if not worker.process.is_alive():
+                        pool.remove(worker)
+                        if pending:
+                            pool.append(self._spawn())
+        except KeyboardInterrupt:
+            unfinished = [w.task for w in pool if w.task is not None] + list(pending)
+            self._stop(pool, force=True)
+            pool = []
+            raise SweepInterrupted(outcomes, unfinished) from None
+        finally:
+            self._stop(pool, force=False)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return outcomes
+
+    @staticmethod
+    def _collect(worker: _Worker) -> Optional[Outcome]:
+        """The worker's outcome if its run ended (normally or by the worker's death)."""
+        task = worker.task
+        assert task is not None
+        if worker.conn.poll():
+            try:
+                outcome = worker.conn.recv()
+                worker.task = None
+                return outcome
+            except (EOFError, OSError):
+                pass
+        elif worker.process.is_alive():
+            return None
+        worker.process.join(timeout=5.0)
+        worker.task = None
+        code = worker.process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return Outcome(task.run_id, task.name, "crashed", f"worker process died ({how}); rerun to resume")
+
+    @staticmethod
+    def _stop(pool: list[_Worker], force: bool) -> None:
+        for worker in pool:
+            if force:
+                worker.process.terminate()
+            else:
+                try:
+                    worker.conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
+        for worker in pool:
+            worker.process.join(timeout=10.0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

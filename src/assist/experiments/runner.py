@@ -1,0 +1,143 @@
+"""Run one run of a sweep, in whatever process an executor gives it.
+
+``run_task`` takes the run's lock, skips it when finished, resumes it when unfinished
+(``api.train`` continues from the newest checkpoint), and writes the process's output to the
+run's log. It never raises for a failed run: the outcome says what happened, so a diverged or
+broken run does not stop the sweep. Interrupts (KeyboardInterrupt, SystemExit: Ctrl-C, or
+submitit's requeue on preemption) pass through, leaving the run resumable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from assist.tracking import RunStore
+
+LOCK_WAIT_S = 3.0  # a worker of a just-killed sweep may take a moment to release its lock
+
+
+@dataclass
+class RunTask:
+    run_id: str
+    name: str
+    root: str                       # the sweep directory
+    config: dict[str, Any]          # the resolved config (JSON types)
+    retry_failed: bool = False
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    name: str
+    status: str                     # completed | failed | stopped | skipped | busy | error | crashed
+    reason: Optional[str] = None
+    epochs_done: int = 0
+    resumed_from: Optional[int] = None  # epoch of the checkpoint it resumed from
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_DATA_CACHE: dict[tuple, Any] = {}
+
+
+def _cached_data(config: Any) -> Any:
+    """Workers run many runs; the same data set (and subset) is loaded once per process."""
+    from assist.api import load_data
+
+    classes = config.num_classes
+    key = (config.dataset, config.data_dir, config.download, tuple(classes) if isinstance(classes, list) else classes,
+           config.samples_per_class, config.rng_seed if config.samples_per_class else None)
+    if key not in _DATA_CACHE:
+        if len(_DATA_CACHE) >= 2:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+        _DATA_CACHE[key] = load_data(config)
+    return _DATA_CACHE[key]
+
+
+@contextlib.contextmanager
+def redirect_output(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors too, so C extensions and
+    warnings land there) to ``path``, appending, and restore them afterwards."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    with open(path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        old_streams = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = log
+        try:
+            yield
+        finally:
+            log.flush()
+            sys.stdout, sys.stderr = old_streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_task(task: RunTask, *, redirect: bool = True, lock_wait_s: float = LOCK_WAIT_S) -> Outcome:
+    """Run (or resume, or skip) one run; see the module docstring."""
+    from assist.experiments.store import SweepDir
+
+    sweep = SweepDir(task.root)
+    lock = sweep.lock(task.run_id)
+    if not lock.acquire(wait_s=lock_wait_s):
+        return Outcome(task.run_id, task.name, "busy", "another process is running it")
+    try:
+        path = sweep.run_dir(task.run_id, task.name)
+        store = RunStore(path)
+        summary = store.read_summary()
+        restart = False
+        if summary is not None:
+            if summary.get("status") == "completed" or not task.retry_failed:
+                return Outcome(task.run_id, path.name, "skipped", f"already {summary.get('status')}",
+                               int(summary.get("epochs_completed") or 0))
+            restart = True
+        elif path.exists() and not store.exists:
+            shutil.rmtree(path)  # killed while creating it: nothing worth keeping, and we hold the lock
+        log = sweep.log_path(path.name)
+        context = redirect_output(log) if redirect else contextlib.nullcontext()
+        with context:
+            return _train(task, path, restart)
+    finally:
+        lock.release()
+
+
+def _train(task: RunTask, path: Path, restart: bool) -> Outcome:
+    from assist.api import train
+    from assist.config import make_config
+    from assist.engine.callbacks import ProgressReporter
+    from assist.engine.checkpoint import checkpoint_paths
+
+    started = time.perf_counter()
+    store = RunStore(path)
+    resumed_from = None
+    if store.exists and not restart:  # the newest checkpoint's epoch (api.train loads it)
+        newest = checkpoint_paths(path / "checkpoints")
+        resumed_from = int(newest[0].stem.split("-")[1]) if newest else 0
+    print(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {task.name} pid {os.getpid()} "
+          + ("restart" if restart else f"resume from epoch {resumed_from}" if resumed_from is not None else "start"),
+          flush=True)
+    try:
+        config = make_config(task.config)
+        result = train(config, out=path, restart=restart, data=_cached_data(config),
+                       callbacks=[ProgressReporter(stream=sys.stderr, label=task.name)])
+    except Exception as error:  # noqa: BLE001 - a broken run is reported, the sweep goes on
+        traceback.print_exc()
+        return Outcome(task.run_id, path.name, "error", f"{type(error).__name__}: {error}",
+                       resumed_from=resumed_from, seconds=time.perf_counter() - started)
+    summary = result.summary
+    print(f"=== end: {summary['status']}" + (f" ({summary['reason']})" if summary["reason"] else ""), flush=True)
+    return Outcome(task.run_id, path.name, summary["status"], summary["reason"], summary["epochs_completed"],
+                   resumed_from, time.perf_counter() - started)

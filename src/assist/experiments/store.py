@@ -1,0 +1,149 @@
+"""The sweep directory: one run directory per run, plus bookkeeping the report ignores.
+
+    <out>/<name>-<run_id>/     a run directory (config.yaml, metrics.jsonl, summary.json, ...)
+    <out>/logs/<name>.log      stdout/stderr of the process that ran it (appended on resume)
+    <out>/sweep.json           manifest: every run the sweeps into <out> asked for
+    <out>/.locks/<run_id>.lock one lock per run
+    <out>/.submitit/           Slurm / submitit job files
+
+Runs are found by their ``run_id`` suffix, so a run keeps its directory even when a changed
+spec would name it differently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from assist.experiments.locks import RunLock, lock_holder
+from assist.tracking import RunStore
+from assist.tracking.run_dir import atomic_write_text
+
+MANIFEST = "sweep.json"
+
+
+@dataclass
+class RunState:
+    run_id: str
+    name: str
+    path: Optional[Path]
+    state: str                        # done | running | failed | incomplete | missing
+    reason: Optional[str] = None
+    epochs_done: int = 0
+    epochs: Optional[int] = None
+    holder: Optional[dict[str, Any]] = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed")
+
+
+class SweepDir:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def submitit(self) -> Path:
+        return self.root / ".submitit"
+
+    def lock(self, run_id: str) -> RunLock:
+        return RunLock(self.root / ".locks" / f"{run_id}.lock")
+
+    def log_path(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    # -- finding runs
+    def index(self) -> dict[str, Path]:
+        """run_id -> run directory, for every directory named ``*-<run_id>``."""
+        found: dict[str, Path] = {}
+        if self.root.is_dir():
+            for path in sorted(self.root.iterdir()):
+                if path.is_dir() and not path.name.startswith(".") and "-" in path.name:
+                    run_id = path.name.rsplit("-", 1)[1]
+                    if run_id not in found or (path / RunStore.CONFIG).is_file():
+                        found[run_id] = path
+        return found
+
+    def run_dir(self, run_id: str, name: str, index: Optional[dict[str, Path]] = None) -> Path:
+        existing = (index if index is not None else self.index()).get(run_id)
+        return existing if existing is not None else self.root / name
+
+    def state(self, run_id: str, name: str, index: Optional[dict[str, Path]] = None) -> RunState:
+        path = (index if index is not None else self.index()).get(run_id)
+        holder = lock_holder(self.root / ".locks" / f"{run_id}.lock")
+        if path is None or not (path / RunStore.CONFIG).is_file():
+            state = "running" if holder is not None else "missing"
+            return RunState(run_id, name if path is None else path.name, path, state, holder=holder)
+        store = RunStore(path)
+        epochs = store.read_config().get("epochs")
+        summary = store.read_summary()
+        if summary is not None:
+            status = summary.get("status")
+            done = status == "completed"
+            reason = summary.get("reason")
+            if not done:
+                reason = f"{status}: {reason}" if status != "failed" else reason
+            return RunState(run_id, path.name, path, "done" if done else "failed", reason,
+                            int(summary.get("epochs_completed") or 0), epochs)
+        epochs_done = len(store.read_metrics())
+        return RunState(run_id, path.name, path, "running" if holder is not None else "incomplete",
+                        None, epochs_done, epochs, holder)
+
+    # -- manifest
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        if not path.is_file():
+            return {"runs": {}, "sweeps": []}
+        return json.loads(path.read_text())
+
+    def record(self, sweep_name: Optional[str], entries: dict[str, dict[str, Any]]) -> None:
+        """Merge ``entries`` into the manifest (under a lock: several sweeps may share a directory)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.root / ".locks" / "manifest.lock")
+        lock.acquire(wait_s=30.0)
+        try:
+            manifest = self.read_manifest()
+            manifest["runs"].update(entries)
+            if sweep_name and sweep_name not in manifest["sweeps"]:
+                manifest["sweeps"].append(sweep_name)
+            atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        finally:
+            lock.release()
+
+    def states(self) -> list[RunState]:
+        """Every run of the manifest, and every other run directory found here."""
+        index = self.index()
+        names = {run_id: entry["name"] for run_id, entry in self.read_manifest()["runs"].items()}
+        for run_id, path in index.items():
+            if (path / RunStore.CONFIG).is_file():
+                names.setdefault(run_id, path.name)
+        return [self.state(run_id, name, index) for run_id, name in names.items()]
+
+
+def count_states(states: list[RunState]) -> dict[str, int]:
+    counts = {key: 0 for key in ("done", "running", "failed", "incomplete", "missing")}
+    for state in states:
+        counts[state.state] += 1
+    return counts
+
+
+def format_states(states: list[RunState], *, show_done: bool = True) -> str:
+    lines = []
+    width = max((len(s.name) for s in states), default=10)
+    for s in states:
+        if s.state == "done" and not show_done:
+            continue
+        progress = f"{s.epochs_done}/{s.epochs}" if s.epochs else ""
+        detail = s.reason or ""
+        if s.state == "running" and s.holder:
+            detail = f"pid {s.holder.get('pid')} on {s.holder.get('host')}"
+        lines.append(f"{s.state:<10} {progress:>7}  {s.name:<{width}}  {detail}".rstrip())
+    counts = count_states(states)
+    lines.append(f"{len(states)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return "\n".join(lines)

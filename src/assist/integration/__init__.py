@@ -1,0 +1,17 @@
+"""Use ASSIST strategies from your own training loop (and from Lightning).
+
+* :class:`IndexedDataset` makes any map-style dataset return ``(x, y, index)``;
+* :class:`Selector` runs a registered strategy: an epoch plan as a torch ``Sampler``, and per
+  loader batch the batches to train on with their loss weights; your loop hands back the
+  per-sample losses with ``feedback``;
+* :mod:`assist.integration.lightning` adds a Lightning callback (``pip install 'assist[lightning]'``).
+
+See docs/integration.md.
+"""
+
+from assist.integration.dataset import IndexedDataset
+from assist.integration.samplers import EpochBatchSampler, EpochSampler
+from assist.integration.selector import Selector, TrainBatch, cross_entropy_scores
+
+__all__ = ["EpochBatchSampler", "EpochSampler", "IndexedDataset", "Selector", "TrainBatch",
+           "cross_entropy_scores"]

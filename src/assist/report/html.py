@@ -1,0 +1,156 @@
+"""One self-contained HTML file: tables, figures (PNG embedded as base64), configs, problems.
+
+No scripts and no external resources, so it opens offline, in a mail attachment, anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+from html import escape
+from pathlib import Path
+
+import yaml
+
+from assist.report.build import GroupReport, Report
+from assist.report.figures import CAPTION
+from assist.report.tables import Table
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
+main{max-width:1280px;margin:0 auto;padding:1rem 1.5rem 3rem}
+h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.3rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
+h3{font-size:1.05rem;margin:1.4rem 0 .4rem}
+.scroll{overflow-x:auto;margin:.5rem 0}
+table{border-collapse:collapse;font-size:.82rem;background:#fff}
+th,td{border:1px solid #ddd;padding:.2rem .45rem;text-align:right;white-space:nowrap}
+th{background:#f0f0f3;text-align:center}
+td.text{text-align:left}
+tr.not-completed td{background:#fff4e5;font-style:italic}
+.swatch{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;vertical-align:baseline}
+figure{margin:1rem 0;background:#fff;border:1px solid #e3e3e3;padding:.4rem}
+figure img{max-width:100%;height:auto;display:block}
+figcaption{font-size:.82rem;color:#555;margin-top:.3rem}
+details{margin:.4rem 0}summary{cursor:pointer;color:#0b5cad}
+pre{background:#f4f4f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
+.note{font-size:.85rem;color:#444}.warn{color:#8a4b00}
+nav ul{columns:2;font-size:.9rem}
+"""
+
+_TEXT_COLUMNS = {"Strategy", "Status", "Note", "Run", "Group", "Archetype twin"}
+
+
+def table_html(table: Table, colours: dict[str, str], css_class: str) -> str:
+    """A table with the group titles (Accuracy, Mean loss, ...) spanning their columns."""
+    tops: list[list] = []
+    for top, _ in table.header:
+        if tops and tops[-1][0] == top:
+            tops[-1][1] += 1
+        else:
+            tops.append([top, 1])
+    head = "<tr>" + "".join(f'<th colspan="{n}">{escape(t)}</th>' for t, n in tops) + "</tr>"
+    head += "<tr>" + "".join(f"<th>{escape(sub)}</th>" for _, sub in table.header) + "</tr>"
+    body = []
+    for cells, cls in zip(table.rows, table.classes):
+        tds = []
+        for (_, name), cell in zip(table.header, cells):
+            text = escape(cell)
+            if name == "Strategy" and cell in colours:
+                text = f'<span class="swatch" style="background:{colours[cell]}"></span>{text}'
+            klass = ' class="text"' if name in _TEXT_COLUMNS or not _numeric(cell) else ""
+            tds.append(f"<td{klass}>{text}</td>")
+        body.append(f'<tr class="{cls}">' + "".join(tds) + "</tr>")
+    return (f'<div class="scroll"><table class="report-table {css_class}"><thead>{head}</thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _numeric(cell: str) -> bool:
+    return bool(cell) and (cell[0].isdigit() or cell[0] in "-–∞" and len(cell) > 1)
+
+
+def _figure_html(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure class="report-figure"><img src="data:image/png;base64,{data}" '
+            f'alt="{escape(alt)}" width="1080"><figcaption>{escape(alt)}. {escape(CAPTION)}'
+            f"</figcaption></figure>")
+
+
+_KIND_TEXT = {"epoch": "per epoch", "time": "against wall-clock time",
+              "cost": "against training cost (samples scored + trained)",
+              "accumulation": "batch accumulation per epoch"}
+
+
+def _group_html(rep: GroupReport, colours: dict[str, str]) -> str:
+    group = rep.group
+    config = "".join(f"<tr><td class='text'>{escape(k)}</td><td class='text'>{escape(str(v))}</td></tr>"
+                     for k, v in group.keys.items())
+    parts = [f'<section class="group" id="{group.gid}"><h2>{escape(group.gid)}: {escape(group.title)}</h2>',
+             f"<details><summary>Configuration shared by the {len(group.runs)} runs of this group"
+             f"</summary><table class='config'>{config}</table></details>",
+             table_html(rep.table, colours, "comparison"),
+             "<p class='note'>Mean ± sample standard deviation over the completed runs (n) of "
+             "each strategy; Ratio = test ÷ train, computed per run, then averaged. Rows in "
+             "italics are runs that did not complete; they are shown alone, never averaged.</p>"]
+    for sub in rep.figures:
+        if len(rep.figures) > 1:
+            parts.append(f"<h3>{escape(sub.title)}</h3>")
+        for fig in sub.figures:
+            if "png" in fig.files:
+                parts.append(_figure_html(fig.files["png"], f"{sub.title}: {_KIND_TEXT[fig.kind]}"))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _problems_html(report: Report) -> str:
+    runset, items = report.runset, []
+    if runset.skipped:
+        rows = "".join(f"<li><code>{escape(p)}</code>: {escape(r)}</li>" for p, r in runset.skipped)
+        items.append(f"<h3>Skipped ({len(runset.skipped)}): not readable as runs</h3><ul>{rows}</ul>")
+    bad = report.not_completed
+    if len(bad):
+        rows = "".join(f"<li><code>{escape(r)}</code>: {escape(row['status'])} after "
+                       f"{row['epochs_completed']} epoch(s)"
+                       + (f" ({escape(str(row['reason']))})" if isinstance(row["reason"], str) else "")
+                       + "</li>" for r, row in bad.iterrows())
+        items.append(f"<h3>Not completed ({len(bad)}): shown separately, never averaged</h3><ul>{rows}</ul>")
+    if report.twinless:
+        rows = "".join(f"<li><code>{escape(r)}</code></li>" for r in report.twinless)
+        items.append(f"<h3>Without an archetype twin ({len(report.twinless)})</h3><ul>{rows}</ul>")
+    if runset.warnings:
+        rows = "".join(f"<li><code>{escape(w)}</code></li>" for w in runset.warnings)
+        items.append(f"<h3 class='warn'>Warnings ({len(runset.warnings)})</h3><ul>{rows}</ul>")
+    if not items:
+        return "<section id='problems'><h2>Problems</h2><p>None: every run was read and completed.</p></section>"
+    return "<section id='problems'><h2>Problems</h2>" + "".join(items) + "</section>"
+
+
+def render_html(report: Report, path: Path) -> Path:
+    """Write the report to ``path`` (one file, figures embedded)."""
+    runset = report.runset
+    counts = runset.runs["status"].value_counts().to_dict()
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    toc = "".join(f"<li><a href='#{g.group.gid}'>{escape(g.group.gid)}: {escape(g.group.title)}</a></li>"
+                  for g in report.groups)
+    configs = "".join(
+        f"<details><summary>{escape(run)}</summary><pre>"
+        f"{escape(yaml.safe_dump(runset.configs[run], sort_keys=True))}</pre></details>"
+        for run in runset.runs.index)
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    body = [
+        f"<header><h1>ASSIST report</h1><p>Runs directory <code>{escape(str(runset.root))}</code>: "
+        f"{len(runset)} runs ({escape(summary)}) in {len(report.groups)} group(s); "
+        f"generated {stamp}.</p></header>",
+        f"<nav><h2>Contents</h2><ul>{toc}<li><a href='#appendix'>Appendix II: all runs</a></li>"
+        "<li><a href='#configs'>Run configurations</a></li><li><a href='#problems'>Problems</a></li></ul></nav>",
+        _problems_html(report),
+        *(_group_html(g, report.colours) for g in report.groups),
+        "<section id='appendix'><h2>Appendix II: all runs</h2>",
+        table_html(report.appendix, report.colours, "appendix"), "</section>",
+        f"<section id='configs'><h2>Run configurations</h2>{configs}</section>",
+    ]
+    html = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>ASSIST report: {escape(runset.root.name)}</title><style>{CSS}</style></head>"
+            "<body><main>" + "\n".join(body) + "</main></body></html>\n")
+    path.write_text(html, encoding="utf-8")
+    return path

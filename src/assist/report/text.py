@@ -1,0 +1,75 @@
+"""Markdown and CSV outputs (and the plain tables printed on the terminal)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from assist.report.build import Report
+from assist.report.figures import CAPTION
+from assist.report.tables import Table
+
+
+def table_markdown(table: Table) -> str:
+    """A pipe table; the two header levels joined as ``Accuracy Train``."""
+    names = [f"{top} {sub}".strip() for top, sub in table.header]
+    clean = lambda cell: cell.replace("|", "\\|")
+    lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def render_markdown(report: Report, path: Path) -> Path:
+    runset = report.runset
+    out = [f"# ASSIST report\n\nRuns directory `{runset.root}`: {len(runset)} runs in "
+           f"{len(report.groups)} group(s).\n"]
+    problems = []
+    problems += [f"- skipped `{p}`: {r}" for p, r in runset.skipped]
+    problems += [f"- not completed `{r}`: {row['status']} after {row['epochs_completed']} epoch(s)"
+                 for r, row in report.not_completed.iterrows()]
+    problems += [f"- no archetype twin: `{r}`" for r in report.twinless]
+    problems += [f"- warning: `{w}`" for w in runset.warnings]
+    out.append("## Problems\n\n" + ("\n".join(problems) if problems else "None.") + "\n")
+    for rep in report.groups:
+        group = rep.group
+        shared = ", ".join(f"{k}={v}" for k, v in group.keys.items())
+        out.append(f"## {group.gid}: {group.title}\n\n<details><summary>Shared configuration"
+                   f"</summary>\n\n{shared}\n\n</details>\n\n{table_markdown(rep.table)}\n\n"
+                   "Mean ± sample std over completed runs (n); Ratio = test ÷ train per run. "
+                   "Runs that did not complete are listed on rows of their own.\n")
+        for sub in rep.figures:
+            for fig in sub.figures:
+                if "png" in fig.files:
+                    rel = fig.files["png"].relative_to(path.parent).as_posix()
+                    out.append(f"![{sub.title}: {fig.kind}]({rel})\n")
+        out.append(f"_{CAPTION}_\n")
+    out.append(f"## Appendix II: all runs\n\n{table_markdown(report.appendix)}\n")
+    path.write_text("\n".join(out), encoding="utf-8")
+    return path
+
+
+def write_csv(report: Report, out: Path) -> list[Path]:
+    """comparison.csv (numbers behind every comparison table), runs.csv (every run, config
+    and final metrics), epochs.csv (every logged epoch of every run)."""
+    frames = [rep.table.data.assign(group=rep.group.gid, group_title=rep.group.title)
+              for rep in report.groups if not rep.table.data.empty]
+    comparison = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not comparison.empty:
+        first = ["group", "group_title"]
+        comparison = comparison[first + [c for c in comparison.columns if c not in first]]
+    paths = [out / "comparison.csv", out / "runs.csv", out / "epochs.csv"]
+    comparison.to_csv(paths[0], index=False)
+    runs = report.runset.runs.assign(twin=[report.twins.get(r) for r in report.runset.runs.index])
+    runs.to_csv(paths[1], index=False)
+    report.runset.epochs.to_csv(paths[2], index=False)
+    return paths
+
+
+def terminal_tables(report: Report, limit: int = 10) -> str:
+    """The comparison tables as the terminal shows them (markdown, first ``limit`` groups)."""
+    chunks = [f"## {rep.group.gid}: {rep.group.title}\n{table_markdown(rep.table)}"
+              for rep in report.groups[:limit]]
+    if len(report.groups) > limit:
+        chunks.append(f"... and {len(report.groups) - limit} more group(s) in the report")
+    return "\n\n".join(chunks)

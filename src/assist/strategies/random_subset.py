@@ -1,0 +1,69 @@
+"""The uniform random subset: the control every selection method should beat at equal budget.
+
+``mode=batch`` (default) keeps a uniformly random ``fraction`` of each raw batch (raw batches
+of ``accumulation_batch_size``, else ``batch_size``) and accumulates the kept samples into full
+batches, exactly like a batchwise selector with the same acceptance rate; it scores nothing.
+``mode=epoch`` trains each epoch on a uniformly random ``fraction`` of the data set, in the
+archetype's shuffled order. Set ``fraction`` to another run's acceptance ratio (its
+``samples_trained / samples offered``) to give the control the same training budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import torch
+from pydantic import Field
+
+from assist.config import TrainConfig
+from assist.selection import resolve_count, uniform_random
+from assist.strategies import register_strategy
+from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.peer_options import StrategyOptions, parse_options
+
+
+class RandomSubsetOptions(StrategyOptions):
+    fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    mode: Literal["batch", "epoch"] = "batch"
+
+
+def subset_count(fraction: float, n: int) -> int:
+    """How many of ``n`` samples a ``fraction`` keeps (rounded half up, at least 1 of a
+    non-empty pool)."""
+    return n if fraction >= 1.0 else resolve_count(float(fraction), n)
+
+
+@register_strategy
+class RandomSubset(Strategy):
+    name = "random_subset"
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self.options = parse_options(RandomSubsetOptions, config)
+
+    @property
+    def accumulate(self) -> bool:
+        return self.options.mode == "batch"
+
+    @property
+    def overflow(self) -> str:
+        return "carry"
+
+    def raw_batch_size(self) -> int:
+        return self.config.raw_batch_size if self.options.mode == "batch" else self.config.batch_size
+
+    def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
+        order = torch.randperm(ctx.num_samples, generator=ctx.shuffle_generator)
+        if self.options.mode == "epoch":
+            return order[: subset_count(self.options.fraction, ctx.num_samples)]
+        return order
+
+    def select(self, batch: RawBatch, scores: Optional[Scores], ctx: StrategyContext) -> Selection:
+        n = len(batch)
+        if self.options.mode == "epoch":
+            return Selection(keep=torch.arange(n, device=batch.y.device))
+        keep = uniform_random(n, subset_count(self.options.fraction, n), ctx.select_generator)
+        return Selection(keep=keep.to(batch.y.device))
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        return {"subset_fraction": self.options.fraction, "subset_mode": self.options.mode}

@@ -1,0 +1,202 @@
+"""RHO-LOSS (Mindermann et al., ICML 2022): train on the points with the highest *reducible*
+loss, the training loss minus the loss of a model trained on held-out data.
+
+A random ``holdout`` fraction of the training set is set aside (never trained on by the main
+model). Before the first epoch an *irreducible-loss* (IL) model with its own small config
+(``il_model``, ``il_epochs``, ``il_learning_rate``, AdamW as in the paper) is trained on it, and
+its loss on every training sample is computed once. Each step scores a raw batch of
+``batch_size / selection`` samples with a no-grad forward and trains on the ``batch_size``
+samples of highest ``loss - irreducible_loss``.
+
+The IL losses are cached per data set (content fingerprint), seed, holdout fraction and IL
+config under the data cache directory, so twins and repeated runs do not retrain the IL
+model. The IL model's cost (samples trained and scored, seconds) is recorded in the metrics
+row of the epoch that prepared it (``rho_il_*``), including when it came from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from assist.config import TrainConfig
+from assist.selection import resolve_count, top_k
+from assist.strategies import register_strategy
+from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.peer_options import StrategyOptions, parse_options, run_generator
+
+HOLDOUT_STREAM, IL_SHUFFLE_STREAM, IL_INIT_STREAM = 101, 102, 103
+
+
+class RhoLossOptions(StrategyOptions):
+    selection: float = Field(default=0.1, gt=0.0, le=1.0)   # share of each raw batch trained on
+    holdout: float = Field(default=0.1, gt=0.0, lt=1.0)     # share of the training set held out
+    il_model: Optional[str] = None                          # None: the run's model
+    il_epochs: int = Field(default=10, gt=0)
+    il_learning_rate: float = Field(default=1e-3, gt=0.0)
+    il_weight_decay: float = Field(default=0.01, ge=0.0)
+    il_batch_size: Optional[int] = Field(default=None, gt=0)  # None: the run's batch_size
+    cache: bool = True
+
+
+def reducible_top(losses: torch.Tensor, irreducible: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions (ascending) of the ``k`` largest reducible losses ``losses - irreducible``."""
+    return top_k(losses.float() - irreducible.to(losses.device).float(), k)
+
+
+def split_holdout(num_samples: int, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """A bool mask of the held-out samples: a uniform random ``fraction`` (at least one, and
+    at least one sample left to train on)."""
+    count = resolve_count(fraction, num_samples)
+    if not 0 < count < num_samples:
+        raise ValueError(f"strategy_options.holdout: {fraction} of {num_samples} samples leaves "
+                         "no holdout or no training data")
+    mask = torch.zeros(num_samples, dtype=torch.bool)
+    mask[torch.randperm(num_samples, generator=generator)[:count]] = True
+    return mask
+
+
+def train_irreducible_model(data, holdout: torch.Tensor, options: RhoLossOptions, config: TrainConfig) -> dict[str, Any]:
+    """Train the IL model on the held-out samples; return per-sample IL losses for the whole
+    training set and the cost. Uses only generators derived from the run's seed."""
+    from assist.data.pipeline import BatchPipeline
+    from assist.models import create_model
+
+    started = time.perf_counter()
+    device = torch.device(config.device)
+    pipeline = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std,
+                             augmentation="none", device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(1 << 62, (1,), generator=run_generator(config.rng_seed, IL_INIT_STREAM))))
+        model = create_model(options.il_model or config.model, in_channels=data.in_channels,
+                             num_classes=data.num_classes, image_size=data.image_size).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.il_learning_rate,
+                                  weight_decay=options.il_weight_decay)
+    shuffle = run_generator(config.rng_seed, IL_SHUFFLE_STREAM)
+    held = holdout.nonzero().flatten()
+    batch_size = options.il_batch_size or config.batch_size
+    model.train()
+    for _ in range(options.il_epochs):
+        order = held[torch.randperm(int(held.numel()), generator=shuffle)]
+        for start in range(0, int(order.numel()), batch_size):
+            x, y = pipeline.batch(order[start:start + batch_size], None)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    parts = []
+    with torch.no_grad():
+        everything = torch.arange(int(data.train_labels.shape[0]))
+        for start in range(0, int(everything.numel()), config.eval_batch_size):
+            x, y = pipeline.batch(everything[start:start + config.eval_batch_size], None)
+            parts.append(F.cross_entropy(model(x), y, reduction="none").float().cpu())
+    return {"irreducible": torch.cat(parts), "holdout": holdout,
+            "cost": {"samples_trained": options.il_epochs * int(held.numel()),
+                     "samples_scored": int(everything.numel()),
+                     "seconds": time.perf_counter() - started}}
+
+
+def cache_key(data, options: RhoLossOptions, config: TrainConfig) -> str:
+    """Identity of an IL result: data content, seed, holdout and the IL config."""
+    digest = hashlib.sha256()
+    digest.update(data.train_images.contiguous().numpy().tobytes())
+    digest.update(data.train_labels.contiguous().numpy().tobytes())
+    identity = {"data": digest.hexdigest(), "seed": config.rng_seed, "holdout": options.holdout,
+                "model": options.il_model or config.model, "epochs": options.il_epochs,
+                "lr": options.il_learning_rate, "wd": options.il_weight_decay,
+                "batch_size": options.il_batch_size or config.batch_size, "version": 1}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def cache_path(data, options: RhoLossOptions, config: TrainConfig) -> Optional[Path]:
+    from assist.data.paths import cache_dir, resolve_data_dir
+
+    root = cache_dir(resolve_data_dir(config.data_dir))
+    if root is None:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in data.name)
+    return root / "rho_loss" / f"{safe}-{cache_key(data, options, config)}.pt"
+
+
+@register_strategy
+class RhoLoss(Strategy):
+    name = "rho_loss"
+    needs_scores = True
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self.options = parse_options(RhoLossOptions, config)
+        self.irreducible: Optional[torch.Tensor] = None
+        self.holdout: Optional[torch.Tensor] = None
+        self.il_cost: dict[str, Any] = {}
+        self.il_cached = False
+        self.report_il = False   # the IL cost goes into the row of the epoch that prepared it
+
+    def raw_batch_size(self) -> int:
+        return math.ceil(self.config.batch_size / self.options.selection - 1e-9)
+
+    def prepare(self, ctx: StrategyContext) -> None:
+        """Split the holdout and obtain the IL losses (from the cache, or by training)."""
+        data = ctx.extras.get("data")
+        if data is None:
+            raise ValueError("rho_loss needs the training data set in StrategyContext.extras['data'] "
+                             "to train its irreducible-loss model")
+        if int(data.train_labels.shape[0]) != ctx.num_samples:
+            raise ValueError(f"rho_loss: extras['data'] has {data.train_labels.shape[0]} training "
+                             f"samples, the context {ctx.num_samples}")
+        path = cache_path(data, self.options, self.config) if self.options.cache else None
+        result, self.il_cached = None, False
+        if path is not None and path.is_file():
+            result, self.il_cached = torch.load(path, weights_only=True), True
+        if result is None:
+            holdout = split_holdout(ctx.num_samples, self.options.holdout,
+                                    run_generator(self.config.rng_seed, HOLDOUT_STREAM))
+            result = train_irreducible_model(data, holdout, self.options, self.config)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(".tmp")
+                torch.save(result, partial)
+                partial.replace(path)  # atomic: a concurrent reader never sees half a file
+        self.irreducible, self.holdout = result["irreducible"], result["holdout"]
+        self.il_cost = dict(result["cost"])
+        self.report_il = True
+
+    def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
+        if self.irreducible is None:
+            self.prepare(ctx)
+        else:
+            self.report_il = False
+        order = torch.randperm(ctx.num_samples, generator=ctx.shuffle_generator)
+        return order[~self.holdout[order]]
+
+    def select(self, batch: RawBatch, scores: Optional[Scores], ctx: StrategyContext) -> Selection:
+        assert scores is not None and self.irreducible is not None, "rho_loss needs scores and IL losses"
+        n = len(batch)
+        k = min(self.config.batch_size, resolve_count(self.options.selection, n)) if self.options.selection < 1 else n
+        return Selection(keep=reducible_top(scores.losses, self.irreducible[batch.indices.cpu()], k))
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        report = self.report_il
+        # the same numbers whether the IL losses were trained now or read from the cache
+        return {"rho_holdout": None if self.holdout is None else int(self.holdout.sum()),
+                "rho_il_samples_trained": self.il_cost.get("samples_trained", 0) if report else 0,
+                "rho_il_samples_scored": self.il_cost.get("samples_scored", 0) if report else 0,
+                "rho_il_time_s": self.il_cost.get("seconds", 0.0) if report else 0.0}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"irreducible": self.irreducible, "holdout": self.holdout, "il_cost": dict(self.il_cost),
+                "il_cached": self.il_cached, "report_il": self.report_il}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.irreducible, self.holdout = state["irreducible"], state["holdout"]
+        self.il_cost, self.il_cached = dict(state["il_cost"]), bool(state["il_cached"])
+        self.report_il = bool(state["report_il"])

@@ -1,0 +1,92 @@
+"""The command line: runs, the README's main job, and bad input (one line, exit 2, nothing written)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+TINY = ["dataset=synthetic", "model=fcnet16", "epochs=2", "batch_size=16"]
+
+
+def assist(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "assist.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_train_writes_a_run_directory(tmp_path):
+    out = tmp_path / "run"
+    result = assist("train", "--out", str(out), *TINY, "batch_filtering=true")
+    assert result.returncode == 0, result.stderr
+    assert "completed: batchwise on synthetic/fcnet16" in result.stdout
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["strategy"] == "batchwise" and config["epochs"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("wall_clock_s", "steps", "train_accuracy", "test_accuracy", "train_loss_q99", "test_loss_worst",
+                "samples_scored", "samples_trained", "raw_batches_per_step", "overflow_discarded",
+                "acceptance_ratio"):
+        assert key in rows[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["rng_seed"] == 0
+    # plain progress lines (not a terminal)
+    assert "epoch 2/2" in result.stderr
+
+
+def test_config_file_and_overrides(tmp_path):
+    spec = tmp_path / "c.yaml"
+    spec.write_text("dataset: synthetic\nmodel: fcnet16\nepochs: 5\nbatch_size: 16\n")
+    result = assist("train", "--config", str(spec), "--out", str(tmp_path / "r"), "epochs=1")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["batchsize=3"], "unknown key 'batchsize'; valid keys:"),
+    (["batch_size=0"], "batch_size"),
+    (["batch_size=-2"], "batch_size"),
+    (["learning_rate=-1"], "learning_rate"),
+    (["epochs=two"], "epochs"),
+    (["soft_margin=1.5"], "soft_margin"),
+    (["model=resnet50"], "unknown model 'resnet50'"),
+    (["model=lenet"], "model 'lenet' expects 32x32"),
+    (["dataset=mnist", "data_dir=/nonexistent/dir"], "/nonexistent/dir"),
+    (["dataset=nope"], "nope"),
+    (["device=cuda:0"], "CUDA is not available"),
+    (["--config", "/no/such.yaml"], "/no/such.yaml"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, fragment):
+    out = tmp_path / "run"
+    options = [a for a in args if a.startswith("--") or a.startswith("/")]
+    overrides = [a for a in args if a not in options]
+    result = assist("train", "--out", str(out), *options, *TINY, *overrides)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # nothing half-written
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    assert assist("train", "--out", str(out), *TINY).returncode == 0
+    before = (out / "metrics.jsonl").read_text()
+    again = assist("train", "--out", str(out), *TINY)
+    assert again.returncode == 2 and "holds a completed run" in again.stderr
+    assert (out / "metrics.jsonl").read_text() == before
+    restarted = assist("train", "--out", str(out), "--restart", *TINY)
+    assert restarted.returncode == 0
+
+
+def test_compare_prints_the_thesis_table(tmp_path):
+    result = assist("compare", "dataset=synthetic", "model=fcnet16", "epochs=2", "batch_size=16",
+                    "--strategies", "batchwise,epochwise", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("metric"))
+    assert header.split() == ["metric", "strategy", "train", "test", "ratio"]
+    for metric in ("accuracy", "mean loss", "q=0.9 loss", "worst loss"):
+        assert any(line.startswith(metric) and "archetype" in line for line in lines)
+    assert sum("batchwise hard" in line for line in lines) == 5  # 4 metric rows + the cost table
+    assert len(list(tmp_path.iterdir())) == 3

@@ -1,0 +1,139 @@
+"""A run killed at any moment resumes from its last checkpoint and ends bit-identical to an
+uninterrupted run: `assist train` is SIGKILLed mid-epoch and rerun with the same command."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from assist.api import train
+from assist.cli import main, resolve_values
+from assist.config import make_config
+from assist.engine.checkpoint import checkpoint_paths, load_latest_checkpoint
+from assist.engine.events import Callback
+from assist.tracking import RunDirError, RunStore
+
+COMMON = ["dataset=synthetic", "model=fcnet16", "epochs=6", "batch_size=4", "learning_rate=0.05", "rng_seed=7"]
+STRATEGIES = {
+    "archetype": [],
+    "epochwise": ["epoch_filtering=true"],
+    "batchwise_accumulation": ["batch_filtering=true", "accumulation_batch_size=8"],
+}
+# Keys that measure the machine, not the training: they legitimately differ between runs.
+VOLATILE = {"wall_clock_s", "train_time_s", "epoch_time_s", "process_rss_mb", "cpu_percent", "cpu_threads"}
+
+
+def deterministic(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in VOLATILE and not k.startswith("gpu_")} for row in rows]
+
+
+def assert_same_run(path: Path, reference: Path) -> None:
+    run, ref = RunStore(path), RunStore(reference)
+    assert run.read_summary()["status"] == "completed"
+    assert deterministic(run.read_metrics()) == deterministic(ref.read_metrics())
+    weights = load_latest_checkpoint(path / "checkpoints")
+    expected = load_latest_checkpoint(reference / "checkpoints")
+    assert weights["state"]["epoch"] == expected["state"]["epoch"]
+    for name, tensor in expected["model"].items():
+        assert torch.equal(weights["model"][name], tensor), f"weight {name} differs"
+    for key in ("generators", "accumulator", "strategy"):
+        assert repr(weights[key]) == repr(expected[key]), f"checkpointed {key} differs"
+
+
+def reference_run(args: list[str], out: Path) -> Path:
+    train(make_config(resolve_values(None, tuple(args))), out=out)
+    return out
+
+
+def launch(args: list[str], out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "assist.cli", "train", "--out", str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def kill_mid_epoch(processes: dict[str, subprocess.Popen], dirs: dict[str, Path], timeout: float = 120.0) -> None:
+    """SIGKILL each process halfway through its third epoch (two epochs and their checkpoints
+    are on disk; the epoch time is taken from the metrics it wrote)."""
+    deadline = time.monotonic() + timeout
+    pending = dict(processes)
+    while pending:
+        assert time.monotonic() < deadline, f"runs {sorted(pending)} never reached epoch 2"
+        for name, process in list(pending.items()):
+            rows = RunStore(dirs[name]).read_metrics()
+            if len(rows) >= 2:
+                time.sleep(0.5 * rows[1]["epoch_time_s"])
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                del pending[name]
+            elif process.poll() is not None:
+                pytest.fail(f"{name} exited before it could be killed:\n{process.stdout.read()}")
+        time.sleep(0.005)
+
+
+def test_sigkill_mid_epoch_then_rerun_is_bit_identical(tmp_path: Path):
+    dirs = {name: tmp_path / name for name in STRATEGIES}
+    processes = {name: launch(COMMON + extra, dirs[name]) for name, extra in STRATEGIES.items()}
+    references = {name: reference_run(COMMON + extra, tmp_path / f"ref-{name}") for name, extra in STRATEGIES.items()}
+    kill_mid_epoch(processes, dirs)
+    for name, path in dirs.items():
+        store = RunStore(path)
+        assert not store.finished, f"{name} finished before the kill: the test did not interrupt it"
+        assert 2 <= len(store.read_metrics()) < 6
+        assert checkpoint_paths(path / "checkpoints"), f"{name} has no checkpoint to resume from"
+    reruns = {name: launch(COMMON + extra, dirs[name]) for name, extra in STRATEGIES.items()}
+    for name, process in reruns.items():
+        output = process.communicate(timeout=120)[0]
+        assert process.returncode == 0, output
+        log = (dirs[name] / "train.log").read_text()
+        assert "resume from epoch" in log, log
+        assert_same_run(dirs[name], references[name])
+
+
+class KillAt(Callback):
+    """Simulates a kill mid-epoch: an exception the trainer does not catch."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch, self.seen = epoch, batch, 0
+
+    def on_batch_end(self, trainer, **info) -> None:
+        if trainer.state.epoch + 1 == self.epoch:
+            self.seen += 1
+            if self.seen == self.batch:
+                raise SystemExit("simulated kill")
+
+
+def test_corrupt_checkpoint_falls_back_and_config_and_restart_rules(tmp_path: Path, capsys):
+    args = COMMON + STRATEGIES["batchwise_accumulation"]
+    config = make_config(resolve_values(None, tuple(args)))
+    reference = reference_run(args, tmp_path / "ref")
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        train(config, out=run, callbacks=[KillAt(epoch=4, batch=5)])
+    newest = checkpoint_paths(run / "checkpoints")
+    assert [int(p.stem.split("-")[1]) for p in newest] == [3, 2]
+    newest[0].write_bytes(newest[0].read_bytes()[:100])  # a truncated copy
+    # a different config is refused, naming the run directory and the changed key
+    with pytest.raises(RunDirError, match="different config .*learning_rate: 0.05 -> 0.1"):
+        train(config.model_copy(update={"learning_rate": 0.1}), out=run)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(run), *args[:-1], "learning_rate=0.1"])
+    assert exit_info.value.code == 2
+    assert "holds an unfinished run with a different config" in capsys.readouterr().err
+    # same config: resumes from the previous (epoch 2) checkpoint, with a warning
+    with pytest.warns(UserWarning, match="unreadable.*falling back"):
+        train(config, out=run)
+    assert "resume from epoch 2" in (run / "train.log").read_text()
+    assert_same_run(run, reference)
+    # a finished run is not resumed; --restart starts it over
+    with pytest.raises(RunDirError, match="holds a completed run"):
+        train(config, out=run)
+    shutil.rmtree(run / "checkpoints")
+    main(["train", "--out", str(run), "--restart", *args])
+    assert "resume" not in (run / "train.log").read_text()
+    assert_same_run(run, reference)
