@@ -11,7 +11,7 @@ Measures images/s for the recipes "none", "light" and "thesis" on random CIFAR-s
     is cheaper than torchvision's per-call torch draws, so the baseline is if anything flattered.
 
 Prints a table and a markdown snippet, and writes the numbers to bench/results/augment_throughput.json.
-Run: python bench/augment_throughput.py [--device cpu] [--seconds 1.5]
+Run: python bench/augment_throughput.py [--device cpu] [--seconds 1.0]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import math
 import os
 import platform
 import random
-import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from assist.data.augment import index_params, make_augmentation
+from assist.data.augment import index_params
 from assist.data.pipeline import BatchPipeline
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -103,13 +102,14 @@ def torch_loop_fn(pipe: BatchPipeline, seed: int) -> Callable[[torch.Tensor], to
 
 
 def images_per_second(fn: Callable[[torch.Tensor], torch.Tensor], n: int, batch: int, seconds: float, device: torch.device) -> float:
-    """Median over 3 timed windows of about ``seconds`` each, after one warm-up batch."""
+    """Best of 5 timed windows of about ``seconds`` each, after one warm-up batch (the best, as
+    timeit does, because other processes on a shared machine only ever slow a window down)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fn(order[:batch])
     sync()
     rates, cursor = [], 0
-    for _ in range(3):
+    for _ in range(5):
         done, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             idx = order[cursor:cursor + batch] if cursor + batch <= n else order[:batch]
@@ -120,7 +120,19 @@ def images_per_second(fn: Callable[[torch.Tensor], torch.Tensor], n: int, batch:
                 sync()
         sync()
         rates.append(done / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return max(rates)
+
+
+def cpu_description() -> str:
+    """Cores this process may use (taskset narrows them), of how many, and the CPU model."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    model = platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    return f"{usable} of {os.cpu_count()} CPU cores ({model})"
 
 
 def main() -> None:
@@ -128,9 +140,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-images", type=int, default=8192)
-    parser.add_argument("--seconds", type=float, default=1.5, help="length of each of the 3 timing windows")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of each of the 5 timing windows")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "augment_throughput.json"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load_before = os.getloadavg()[0]  # other processes on the machine skew CPU timings; recorded below
     gen = torch.Generator().manual_seed(0)
@@ -155,9 +170,9 @@ def main() -> None:
             print(f"{recipe:7s} {method:46s} {rate:12,.0f} img/s  x{rate / base:6.2f}", flush=True)
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    machine = f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads" + (f", GPU {gpu}" if gpu else "")
+    machine = f"{cpu_description()}, torch {torch.__version__}, {torch.get_num_threads()} threads" + (f", GPU {gpu}" if gpu else "")
     date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
-    command = f"python bench/augment_throughput.py --device {args.device} --seconds {args.seconds}"
+    command = f"python bench/augment_throughput.py --device {args.device} --seconds {args.seconds}" + (f" --threads {args.threads}" if args.threads else "")
     load = f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     result = {"command": command, "machine": machine, "date": date, "load": load, "batch_size": args.batch_size,
               "image_shape": [3, 32, 32], "device": str(device), "rows": rows}

@@ -90,3 +90,10 @@ def test_compare_prints_the_thesis_table(tmp_path):
         assert any(line.startswith(metric) and "archetype" in line for line in lines)
     assert sum("batchwise hard" in line for line in lines) == 5  # 4 metric rows + the cost table
     assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_bad_strategy_option_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "run"
+    result = assist("train", "--out", str(out), *TINY, "strategy=infobatch", "strategy_options.ratio=1.5")
+    assert result.returncode == 2 and "strategy_options.ratio" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

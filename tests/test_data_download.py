@@ -9,6 +9,7 @@ import hashlib
 import io
 import pickle
 import socket
+import struct
 import tarfile
 import threading
 from functools import partial
@@ -23,7 +24,9 @@ import assist.data.mnist as mnist
 from assist.data import DataError, load_dataset
 from assist.data.download import download_file, file_digest, verify_file
 
-from test_data_mnist import idx_bytes
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

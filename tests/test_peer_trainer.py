@@ -27,7 +27,7 @@ IDS = [f"{name}-{'-'.join(map(str, options.values())) or 'default'}" for name, o
 
 
 def config_for(name, options, tmp_path, **overrides):
-    values = {"model": "fcnet16", "epochs": 4, "batch_size": 16, "strategy": name, "learning_rate": 0.05,
+    values = {"model": "fcnet16", "epochs": 3, "batch_size": 16, "strategy": name, "learning_rate": 0.05,
               "strategy_options": options, "data_dir": str(tmp_path)}
     return make_config({**values, **overrides})
 
@@ -196,3 +196,16 @@ def test_cli_style_override_reaches_the_strategy(tmp_path):
     assert strategy.options.ratio == 0.3 and strategy.options.delta == 0.5
     with pytest.raises(ValueError, match=r"strategy_options\.ratio"):
         build_strategy(make_config(apply_overrides({"strategy": "infobatch"}, ["strategy_options.ratio=2"])))
+
+
+def test_rho_loss_retrains_over_an_unreadable_cache(toy_data, tmp_path):
+    config = config_for("rho_loss", {"il_epochs": 2}, tmp_path, epochs=1)
+    first = Trainer(config, toy_data)
+    first.fit()
+    (entry,) = (tmp_path / "cache" / "rho_loss").glob("*.pt")
+    entry.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable IL cache"):
+        second = Trainer(config, toy_data)
+        second.fit()
+    assert not second.strategy.il_cached and torch.equal(second.strategy.irreducible, first.strategy.irreducible)
+    assert torch.load(entry, weights_only=True)["irreducible"].shape == (toy_data.num_train,)

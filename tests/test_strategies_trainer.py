@@ -115,3 +115,40 @@ def test_train_mode_scoring_is_recorded_and_changes_nothing_else(toy_data):
 def test_divergence_marks_run_failed(toy_data):
     state = Trainer(config_for("archetype", learning_rate=1e12, epochs=3), toy_data).fit()
     assert state.status == "failed" and "non-finite loss" in state.reason
+
+
+def test_epochwise_replay_trains_on_the_view_it_scored(toy_data):
+    """With epoch_filter_augmentation=replay the trained view of a sample is the one the
+    epochwise filter scored (hard filtering with augmentation)."""
+    from assist.engine.events import Callback
+
+    class Capture(Callback):
+        def __init__(self):
+            self.scored, self.trained = {}, {}
+
+        def on_batch_selected(self, trainer, *, batch, **info):
+            for i, x in zip(batch.indices.tolist(), batch.x):
+                self.trained[i] = x.clone()
+
+    def run(mode):
+        config = config_for("epochwise", epochs=1, data_augmentation=True, augmentation_recipe="light",
+                            epoch_filter_augmentation=mode)
+        capture = Capture()
+        trainer = Trainer(config, toy_data, callbacks=[capture])
+        original = trainer.score_indices
+
+        def recording(indices):
+            for i in indices.tolist():
+                capture.scored[i] = trainer.fetch(indices[indices == i])[0][0].clone()
+            return original(indices)
+
+        trainer.context.score_indices = recording
+        state = trainer.fit()
+        return capture, state
+
+    replay, state = run("replay")
+    assert state.history[0]["augmentation_view"] == "replayed"
+    assert replay.trained and all(torch.equal(replay.trained[i], replay.scored[i]) for i in replay.trained)
+    fresh, state = run("fresh")
+    assert state.history[0]["augmentation_view"] == "fresh"
+    assert not all(torch.equal(fresh.trained[i], fresh.scored[i]) for i in fresh.trained)

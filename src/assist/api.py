@@ -15,7 +15,9 @@ from assist.engine.callbacks import RunRecorder
 from assist.engine.checkpoint import Checkpointer, load_latest_checkpoint
 from assist.engine.events import Callback
 from assist.engine.trainer import Trainer, TrainState, build_model
+from assist.strategies import build_strategy
 from assist.tracking import RunStore
+from assist.tracking.trackers import tracker_callbacks
 
 ConfigLike = Union[TrainConfig, dict[str, Any]]
 
@@ -79,7 +81,9 @@ def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bo
     check_device(config)
     data = data if data is not None else load_data(config)
     model = build_model(config, data)
+    strategy = build_strategy(config)  # validates strategy_options before anything is written
     store, checkpoint, recorders = None, None, []
+    trackers = tracker_callbacks(config.trackers, out)  # packages checked before the directory is touched
     if out is not None:
         store = RunStore(out)
         resolved = config.model_dump(mode="json")
@@ -90,8 +94,8 @@ def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bo
             store.log("resume from " + (f"epoch {checkpoint['state']['epoch']}" if checkpoint else "the start"))
         else:
             store.create(resolved, restart=restart)
-        recorders = [RunRecorder(store), Checkpointer(store.path / "checkpoints", config.checkpoint_every)]
-    trainer = Trainer(config, data, model=model, callbacks=[*recorders, *callbacks])
+        recorders = [RunRecorder(store), Checkpointer(store.path / "checkpoints", config.checkpoint_every), *trackers]
+    trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=[*recorders, *callbacks])
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
     state = trainer.fit()

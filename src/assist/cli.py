@@ -94,6 +94,9 @@ def _attach_optional_commands() -> None:
 
     cli.add_command(sweep_command, "sweep")
     cli.add_command(status_command, "status")
+    from assist.tracking.export import export_command
+
+    cli.add_command(export_command, "export")
 
 
 _attach_optional_commands()

@@ -23,7 +23,7 @@ STRATEGY_KEYS: tuple[str, ...] = (
     "strategy", "epoch_filtering", "batch_filtering", "batch_accumulation",
     "accumulation_batch_size", "filter", "soft_margin", "selector", "select_k", "select_q",
     "select_p", "select_buckets", "fill_random", "overflow", "starved_epoch", "scoring_mode",
-    "strategy_options",
+    "strategy_options", "epoch_filter_augmentation",
 )
 
 PositiveInt = Field(gt=0)
@@ -53,6 +53,9 @@ class TrainConfig(BaseModel):
     milestone_every: int = Field(default=30, gt=0)      # multistep: decay every n epochs
     data_augmentation: Optional[bool] = None            # None: the data set's default
     augmentation_recipe: Literal["thesis", "light"] = "thesis"
+    # epochwise filtering stores indices, so by default a sample is trained on a fresh view,
+    # not the one it was scored on ("soft", the thesis); "replay" reuses the scored view
+    epoch_filter_augmentation: Literal["fresh", "replay"] = "fresh"
     rng_seed: int = 0
     device: str = "cpu"
     # --- strategy
@@ -79,6 +82,7 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(default=1024, gt=0)
     num_threads: Optional[int] = Field(default=None, gt=0)
     checkpoint_every: int = Field(default=1, gt=0)
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)  # mirror the run dir (optional extras)
 
     @field_validator("soft_margin")
     @classmethod

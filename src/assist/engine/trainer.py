@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from assist.config import TrainConfig
+from assist.data.augment import index_params
 from assist.data.base import ImageDataset
 from assist.data.pipeline import BatchPipeline
 from assist.engine.accumulate import BatchAccumulator, Chunk, concat
@@ -107,6 +108,7 @@ class Trainer:
             score_indices=self.score_indices, labels=data.train_labels, extras={"data": data})
         self.state = TrainState()
         self.counters = EpochCounters()
+        self.replay_params: Optional[dict[str, torch.Tensor]] = None
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event, **info: Any) -> None:
@@ -131,6 +133,9 @@ class Trainer:
         self.counters = EpochCounters()
         epoch_start = time.perf_counter()
         self.emit(Event.EPOCH_START, epoch=epoch)
+        if self.config.epoch_filter_augmentation == "replay" and self.augmentation != "none":
+            # one augmentation draw per sample for the whole epoch, shared by scoring and training
+            self.replay_params = self.train_data.sample_params(self.data.num_train, self.generators["augment"])
         plan = self.strategy.plan_epoch(epoch, self.context)
         self.emit(Event.EPOCH_PLANNED, epoch=epoch, plan=plan)
         start, total = 0, int(plan.shape[0])
@@ -156,7 +161,7 @@ class Trainer:
 
     def train_raw_batch(self, indices: torch.Tensor) -> None:
         self.emit(Event.BATCH_START, indices=indices)
-        x, y = self.train_data.batch(indices, self.generators["augment"])
+        x, y = self.fetch(indices)
         batch = RawBatch(indices=indices, x=x, y=y)
         scores = None
         if self.strategy.needs_scores:
@@ -209,6 +214,12 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ forward passes
+    def fetch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training inputs for ``indices``: a fresh augmented view, or the epoch's replayed one."""
+        if self.replay_params is not None:
+            return self.train_data.batch(indices, params=index_params(self.replay_params, indices))
+        return self.train_data.batch(indices, self.generators["augment"])
+
     @torch.no_grad()
     def score(self, x: torch.Tensor, y: torch.Tensor) -> Scores:
         """No-grad forward for selection; eval mode unless ``scoring_mode=train``."""
@@ -221,8 +232,7 @@ class Trainer:
         """Score training samples by index, in chunks (used by epochwise filtering)."""
         parts, labels = [], []
         for start in range(0, int(indices.shape[0]), self.config.eval_batch_size):
-            x, y = self.train_data.batch(indices[start:start + self.config.eval_batch_size],
-                                         self.generators["augment"])
+            x, y = self.fetch(indices[start:start + self.config.eval_batch_size])
             parts.append(self.score(x, y))
             labels.append(y)
         if not parts:
@@ -289,7 +299,8 @@ class Trainer:
             "raw_batches_per_step": (c.raw_batches / c.steps if c.steps else None) if accumulate else None,
             "overflow_discarded": c.overflow_discarded if accumulate else None,
             "buffered": self.accumulator.size if accumulate else None,
-            "starved": starved,
+            "starved": starved, "augmentation": self.augmentation,
+            "augmentation_view": "replayed" if self.replay_params is not None else "fresh",
         }
         row.update(self.strategy.epoch_metrics())
         evaluate_train = epoch % self.config.train_eval_every == 0 or epoch == self.config.epochs

@@ -1,13 +1,16 @@
 """Local executor: a pool of worker processes, each running one run at a time.
 
-Workers are started with the ``spawn`` method (no forked torch state) and kept for the whole
-sweep, so each imports torch and loads a data set once. The parent hands out runs one by one
-over a pipe per worker and watches each worker's process: a worker that dies (killed, out of
-memory) costs only its current run, which stays resumable, and is replaced.
+Workers come from a ``forkserver`` that imported torch and the training code once (``spawn``
+where there is no forkserver): no worker inherits the parent's threads or CUDA state, and
+none pays for importing torch again. They are kept for the whole sweep, so each loads a data
+set once. The parent hands out runs one by one over a pipe per worker and watches each
+worker's process: a worker that dies (killed, out of memory) costs only its current run,
+which stays resumable, and is replaced.
 
 Ctrl-C (or SIGTERM) in the parent stops every worker at once; checkpoints are atomic, so the
-sweep resumes from them when rerun. Workers die with their parent even on SIGKILL (Linux
-``PR_SET_PDEATHSIG``, and a watchdog thread elsewhere), so no orphan keeps a run's lock.
+sweep resumes from them when rerun. Workers die with the sweep even on SIGKILL (the
+forkserver exits when the parent does, and Linux ``PR_SET_PDEATHSIG`` kills its children; a
+watchdog thread checks the parent elsewhere), so no orphan keeps a run's lock.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -41,40 +45,79 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
+# What every worker needs, imported once in the forkserver: torch and the training code, and
+# torch._dynamo, which the model factory's shape probe on the meta device imports lazily.
+PRELOAD = ["__main__", "torch", "assist.api", "assist.experiments.runner", "torch._dynamo"]
+
+
+def _preload() -> list[str]:
+    """PRELOAD, plus the assist modules this process has imported: each worker re-runs the
+    main module (``assist.cli`` for ``python -m assist.cli``), which is cheap only when its
+    imports are already in the forkserver."""
+    main_name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
+    loaded = sorted(name for name in sys.modules if name.startswith("assist.") and name != main_name)
+    return PRELOAD + [name for name in loaded if name not in PRELOAD]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent(sweep_pid: int) -> None:
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with its parent (the forkserver)
     except (OSError, AttributeError):
         pass
 
     def watchdog() -> None:
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(1)
+        while _alive(sweep_pid):
             time.sleep(1.0)
+        os._exit(1)
 
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if not _alive(sweep_pid):
         os._exit(1)
     threading.Thread(target=watchdog, daemon=True).start()
 
 
-def _worker_main(conn: Connection, parent_pid: int, threads: int) -> None:
+def _worker_main(conn: Connection, sweep_pid: int, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
-    _die_with_parent(parent_pid)
+    _die_with_parent(sweep_pid)
     import torch
 
     while True:
         try:
             task = conn.recv()
         except (EOFError, OSError):
-            return
+            break
         if task is None:
-            return
+            break
         torch.set_num_threads(threads)  # a run's num_threads must not leak into the next one
         conn.send(run_task(task))
+    conn.close()
+    os._exit(0)  # everything is on disk already; skip the slow interpreter teardown
+
+
+def worker_context(start_now: bool = False) -> mp.context.BaseContext:
+    """The forkserver context (spawn where there is none); ``start_now`` starts the server
+    in the background, so that it imports torch while this process does other work."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(_preload())
+    if start_now:
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+    return context
 
 
 @dataclass
@@ -94,7 +137,7 @@ class LocalPool:
         self.threads = threads_per_worker or max(1, available_cores() // workers)
         self.on_start = on_start or (lambda task: None)
         self.on_outcome = on_outcome or (lambda outcome: None)
-        self._context = mp.get_context("spawn")
+        self._context = worker_context()
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()

@@ -143,9 +143,9 @@ def readable_name(config: TrainConfig, varying: list[str]) -> str:
     """E.g. ``lenet-batchwise-acc64-lr0.1-s0``: the strategy, the keys that vary in the sweep
     (strategy keys only where they differ from their default: a twin has none), the seed."""
     shown = [k for k in varying if not (k in STRATEGY_KEYS and getattr(config, k) == _default(k))]
-    parts = [_part(k, getattr(config, k)) for k in shown if k in _VALUE_ONLY]
-    parts.append(config.strategy)
-    parts += [_part(k, getattr(config, k)) for k in shown if k not in _VALUE_ONLY]
+    first = [k for k in shown if k in _VALUE_ONLY and k not in STRATEGY_KEYS]  # dataset, model, ...
+    parts = [_part(k, getattr(config, k)) for k in first] + [config.strategy]
+    parts += [_part(k, getattr(config, k)) for k in shown if k not in first]
     parts.append(f"s{config.rng_seed}")
     text = re.sub(r"[^A-Za-z0-9._=+-]+", "_", "-".join(parts))
     return text[:100].rstrip("-_")

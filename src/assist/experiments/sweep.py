@@ -115,6 +115,10 @@ def run_sweep(plan: SweepPlan, *, executor: str = "local", workers: Optional[int
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {workers})")
     started = time.perf_counter()
+    if executor == "local":
+        from assist.experiments.local import worker_context
+
+        worker_context(start_now=True)  # imports torch for the workers while the models are checked
     check_models_fit(plan, echo)
     plan.sweep.record(plan.name, {run.run_id: run.manifest_entry() for run in plan.runs})
     states = plan.states()

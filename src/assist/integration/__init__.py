@@ -11,7 +11,8 @@ See docs/integration.md.
 
 from assist.integration.dataset import IndexedDataset
 from assist.integration.samplers import EpochBatchSampler, EpochSampler
-from assist.integration.selector import Selector, TrainBatch, cross_entropy_scores
+from assist.integration.batch import TrainBatch, cross_entropy_scores
+from assist.integration.selector import Selector
 
 __all__ = ["EpochBatchSampler", "EpochSampler", "IndexedDataset", "Selector", "TrainBatch",
            "cross_entropy_scores"]

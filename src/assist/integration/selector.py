@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from assist.config import STRATEGY_KEYS, make_config
 from assist.engine.accumulate import BatchAccumulator, Chunk, concat
 from assist.engine.trainer import EpochCounters, derived_generator
+from assist.integration.batch import TrainBatch, as_train_batch, cross_entropy_scores, unpack
 from assist.integration.samplers import EpochBatchSampler, EpochSampler
 from assist.strategies import RawBatch, Scores, StrategyContext, build_strategy
 
@@ -37,20 +37,6 @@ from assist.strategies import RawBatch, Scores, StrategyContext, build_strategy
 OPTION_KEYS = frozenset(STRATEGY_KEYS) - {"strategy"} | {"eval_batch_size"}
 # the trainer's generator streams, so a Selector draws the same plan as `assist train`
 STREAMS = {"shuffle": 0, "select": 2}
-
-
-class TrainBatch(NamedTuple):
-    """What to train on: inputs, targets, data-set indices (CPU) and per-sample loss weights."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    indices: torch.Tensor
-    weights: torch.Tensor
-
-
-def cross_entropy_scores(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Default per-sample score loss; equals NLL when the model already outputs log-probabilities."""
-    return F.cross_entropy(outputs.float(), targets, reduction="none")
 
 
 class Selector:
@@ -69,6 +55,8 @@ class Selector:
         self.config = make_config({"strategy": strategy, "batch_size": batch_size, "epochs": epochs,
                                    "rng_seed": seed, **options})
         self.strategy = build_strategy(self.config)
+        if not hasattr(dataset, "__len__"):
+            raise ValueError(f"Selector needs a map-style dataset with a length, got {type(dataset).__name__}")
         self.dataset = dataset
         self.num_samples = len(dataset)  # type: ignore[arg-type]
         if self.num_samples == 0:
@@ -310,18 +298,3 @@ class Selector:
         self.accumulator.load_state_dict(state["accumulator"], self._model_device())
         self.counters = EpochCounters(**state["counters"])
         self.pending = deque(TrainBatch(**batch) for batch in state["pending"])
-
-
-def as_train_batch(chunk: Chunk) -> TrainBatch:
-    weights = chunk.weights
-    if weights is None:
-        weights = torch.ones(len(chunk), dtype=torch.float32, device=chunk.y.device)
-    return TrainBatch(chunk.x, chunk.y, chunk.indices, weights.to(chunk.y.device))
-
-
-def unpack(item: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x, y, index)`` from a loader item (extra fields between y and index are ignored)."""
-    if not isinstance(item, (tuple, list)) or len(item) < 3:
-        got = f"{len(item)} fields" if isinstance(item, (tuple, list)) else type(item).__name__
-        raise ValueError(f"DataLoader batches must be (x, y, index), got {got}: wrap the dataset in IndexedDataset")
-    return item[0], item[1], item[-1]

@@ -11,11 +11,12 @@ from typing import Optional, Sequence
 import pandas as pd
 from tqdm import tqdm
 
+from assist.report.drawing import render_panels
 from assist.report.figures import (ACCUMULATION_PANELS, X_AXES, FigureFiles, Line, add_derived,
-                                   colour_map, has_accumulation, render_panels, subgroup_lines)
+                                   colour_map, has_accumulation, subgroup_lines)
 from assist.report.grouping import Group, Subgroup, find_twins, group_runs
 from assist.report.loading import RunSet
-from assist.report.tables import Table, appendix_table, comparison_table
+from assist.report.tables import RunFacts, Table, appendix_table, comparison_table
 
 
 @dataclass
@@ -67,7 +68,7 @@ def _render_job(job: _FigureJob) -> list[FigureFiles]:
             made.append(result)
     acc_lines = [l for l in job.lines if has_accumulation([l])]
     if acc_lines:
-        result = render_panels(acc_lines, job.colours, "accumulation", job.title + " — batch accumulation",
+        result = render_panels(acc_lines, job.colours, "accumulation", job.title,
                                panels=ACCUMULATION_PANELS, stem=job.stem, formats=job.formats)
         if result is not None:
             made.append(result)
@@ -90,8 +91,9 @@ def build_report(runset: RunSet, out: Optional[str | os.PathLike] = None, *,
     twins = find_twins(runset)
     groups = group_runs(runset, group_by)
     colours = colour_map(runset.runs["label"])
-    reports = [GroupReport(g, comparison_table(runset, g, twins)) for g in groups]
-    appendix = appendix_table(runset, groups, twins)
+    facts = RunFacts(runset)
+    reports = [GroupReport(g, comparison_table(runset, g, twins, facts)) for g in groups]
+    appendix = appendix_table(runset, groups, twins, facts)
     report = Report(runset, reports, appendix, colours, twins)
     if not figures:
         return report

@@ -52,6 +52,8 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
         return _fail(str(error), error.exit_code)
     except OSError as error:
         return _fail(f"cannot write the report: {error}", 1)
+    except Exception as error:  # a bug, or data we did not foresee: still one line, no trace
+        return _fail(f"unexpected {type(error).__name__} while building the report: {error}", 1)
     for warning in runset.warnings[:20]:
         print(f"assist report: warning: {warning}", file=sys.stderr)
     if len(runset.warnings) > 20:

@@ -37,6 +37,7 @@ pre{background:#f4f4f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
 nav ul{columns:2;font-size:.9rem}
 """
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _TEXT_COLUMNS = {"Strategy", "Status", "Note", "Run", "Group", "Archetype twin"}
 
 
@@ -133,7 +134,7 @@ def render_html(report: Report, path: Path) -> Path:
                   for g in report.groups)
     configs = "".join(
         f"<details><summary>{escape(run)}</summary><pre>"
-        f"{escape(yaml.safe_dump(runset.configs[run], sort_keys=True))}</pre></details>"
+        f"{escape(yaml.dump(runset.configs[run], Dumper=_DUMPER, sort_keys=True))}</pre></details>"
         for run in runset.runs.index)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     body = [

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pandas as pd
 import yaml
 from tqdm import tqdm
@@ -105,7 +106,7 @@ def _read_metrics(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
         if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
             warnings.append(f"{path}:{number}: line skipped (not an object with an integer 'epoch')")
             continue
-        rows[row["epoch"]] = {k: _number(v) for k, v in row.items()}  # a resumed run rewrites epochs
+        rows[row["epoch"]] = row  # a resumed run rewrites its epochs after the checkpoint
     return [rows[e] for e in sorted(rows)]
 
 
@@ -124,7 +125,8 @@ def _read_summary(path: Path, warnings: list[str]) -> Optional[dict[str, Any]]:
 
 
 def read_run(path: Path, name: str, warnings: list[str]) -> tuple[dict, list[dict], dict]:
-    """One run: (row of meta + final metrics, epoch rows, config). Raises _Skip."""
+    """One run: (row of meta, config and summary's final metrics; epoch rows; config).
+    Final metrics missing from the summary are filled in by load_runs. Raises _Skip."""
     try:
         config = yaml.load((path / CONFIG).read_text(), Loader=_LOADER)
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
@@ -135,31 +137,51 @@ def read_run(path: Path, name: str, warnings: list[str]) -> tuple[dict, list[dic
     epochs = _read_metrics(path / METRICS, warnings)
     corrupt = len(warnings) - before
     summary = _read_summary(path / SUMMARY, warnings)
-    final: dict[str, Any] = {}
-    for row in epochs:  # last logged value of each metric (train metrics may be skipped)
-        final.update({k: v for k, v in row.items() if v is not None and k != "epoch"})
-    if summary:
-        given = summary.get("final") or {}
-        final.update({k: _number(v) for k, v in given.items() if v is not None})
+    final = {k: _number(v) for k, v in ((summary or {}).get("final") or {}).items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)}
     status = str(summary.get("status") or "unknown") if summary else "incomplete"
     last_epoch = epochs[-1]["epoch"] if epochs else 0
+    given = summary or {}
+    completed = given.get("epochs_completed")
     run_row = {
-        "run": name, "path": str(path),
-        "run_id": (summary or {}).get("run_id") or name,
-        "status": status,
-        "reason": (summary or {}).get("reason"),
-        "epochs_completed": int((summary or {}).get("epochs_completed", last_epoch)),
-        "epochs_planned": (summary or {}).get("epochs", config.get("epochs")),
-        "wall_clock_s": (summary or {}).get("wall_clock_s", final.get("wall_clock_s")),
+        "run": name, "path": str(path), "run_id": given.get("run_id") or name,
+        "status": status, "reason": given.get("reason"),
+        "epochs_completed": int(completed) if isinstance(completed, (int, float)) else last_epoch,
+        "epochs_planned": given.get("epochs") or config.get("epochs"),
+        "wall_clock_s": given.get("wall_clock_s") or final.get("wall_clock_s")
+                        or (epochs[-1].get("wall_clock_s") if epochs else None),
         "corrupt_lines": corrupt,
     }
     for key, value in config.items():
         run_row.setdefault(key, canonical(value))
     run_row["strategy"] = strategy_name(config)
-    for key, value in final.items():
-        if isinstance(value, (int, float)):
-            run_row[f"final_{key}"] = value
+    run_row.update({f"final_{k}": v for k, v in final.items()})
     return run_row, [dict(row, run=name) for row in epochs], config
+
+
+def _numeric_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as floats, and the run store's +-1e308 stand-ins back to +-inf."""
+    for column in epochs.columns:
+        if column in ("run", "epoch"):
+            continue
+        values = pd.to_numeric(epochs[column], errors="coerce")
+        if values.notna().any() or epochs[column].isna().all():
+            huge = values.abs() >= _HUGE
+            epochs[column] = values.where(~huge, np.sign(values) * np.inf) if huge.any() else values
+    return epochs
+
+
+def _fill_finals(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Final metrics the summary lacks (no summary yet, or null there) from the last epoch
+    that logged them: train metrics may be skipped on some epochs."""
+    if epochs.empty:
+        return runs
+    last = epochs.drop(columns=["epoch"]).groupby("run", sort=False).last()
+    last = last.select_dtypes("number").add_prefix("final_")
+    for column in last.columns:
+        fallback = last[column].reindex(runs.index)
+        runs[column] = runs[column].fillna(fallback) if column in runs else fallback
+    return runs
 
 
 def load_runs(runs_dir: str | os.PathLike, *, progress: Optional[bool] = None) -> RunSet:
@@ -194,9 +216,8 @@ def load_runs(runs_dir: str | os.PathLike, *, progress: Optional[bool] = None) -
     runs = pd.DataFrame(rows).set_index("run", drop=False)
     labels = strategy_labels(configs)
     runs["label"] = [labels[r] for r in runs.index]
-    epochs = pd.DataFrame(epoch_rows)
-    if epochs.empty:
-        epochs = pd.DataFrame(columns=["run", "epoch"])
+    epochs = _numeric_epochs(pd.DataFrame(epoch_rows, columns=None if epoch_rows else ["run", "epoch"]))
+    runs = _fill_finals(runs, epochs)
     keys = sorted({k for cfg in configs.values() for k in cfg})
     return RunSet(root=root, runs=runs, epochs=epochs, configs=configs, config_keys=keys,
                   warnings=warnings, skipped=skipped)

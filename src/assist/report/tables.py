@@ -9,6 +9,7 @@ marked with their status; they never enter an average.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -56,9 +57,14 @@ def fmt(value: Any) -> str:
 
 
 def fmt_mean_std(mean: float, std: float, n: int) -> str:
-    if n > 1 and not (isinstance(std, float) and math.isnan(std)):
-        return f"{fmt(mean)} ± {fmt(std)}"
-    return fmt(mean)
+    """``mean ± std`` with the spread at the mean's precision (``<0.001`` when below it)."""
+    if n < 2 or std is None or math.isnan(std):
+        return fmt(mean)
+    text = fmt(mean)
+    if "e" in text or math.isinf(std):
+        return f"{text} ± {fmt(std)}"
+    spread = f"{std:.3f}"
+    return f"{text} ± {'<0.001' if spread == '0.000' and std > 0 else spread}"
 
 
 def _numeric(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -81,29 +87,46 @@ def run_values(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _status_text(row: pd.Series) -> str:
-    planned = row.get("epochs_planned")
-    done = f"{row['epochs_completed']}/{int(planned)}" if planned is not None and not pd.isna(planned) else str(row["epochs_completed"])
-    return f"{row['status']} at epoch {done}"
+def _status_text(meta: dict) -> str:
+    planned = meta.get("epochs_planned")
+    known = planned is not None and not pd.isna(planned)
+    return f"{meta['status']} at epoch {meta['epochs_completed']}" + (f"/{int(planned)}" if known else "")
 
 
-def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None) -> Table:
+class RunFacts:
+    """Per-run facts as plain dicts and one numeric matrix: the tables of hundreds of runs
+    are built from these instead of slicing the wide runs DataFrame per row."""
+
+    def __init__(self, runset: RunSet) -> None:
+        runs = runset.runs
+        values = run_values(runs)
+        self.columns = list(values.columns)
+        self.values = values.to_numpy(float)
+        self.row = {run: i for i, run in enumerate(runs.index)}
+        keep = ["label", "status", "strategy", "reason", "epochs_completed", "epochs_planned", "wall_clock_s"]
+        self.meta = runs[keep].to_dict("index")
+
+    def block(self, runs: list[str]) -> np.ndarray:
+        return self.values[[self.row[r] for r in runs]]
+
+
+def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
+                     facts: Optional[RunFacts] = None) -> Table:
     """One group's comparison table in the thesis layout."""
     twins = find_twins(runset) if twins is None else twins
-    runs = runset.runs
-    values = run_values(runs.loc[group.runs])
+    facts = RunFacts(runset) if facts is None else facts
+    meta = facts.meta
     records: list[dict[str, Any]] = []
     for sub in group.subgroups:
-        members = runs.loc[sub.runs]
-        for label in label_order(members["label"]):
-            of_label = members[members["label"] == label]
-            done = of_label[of_label["status"] == "completed"]
-            if len(done):
-                seeds = [seed_of(runset, r) for r in done.index]
+        for label in label_order(meta[r]["label"] for r in sub.runs):
+            of_label = [r for r in sub.runs if meta[r]["label"] == label]
+            done = [r for r in of_label if meta[r]["status"] == "completed"]
+            if done:
+                seeds = [seed_of(runset, r) for r in done]
                 notes = []
                 if label != "archetype":
-                    lonely = [str(seed_of(runset, r)) for r in done.index
-                              if twins.get(r) is None or runs.at[twins[r], "status"] != "completed"]
+                    lonely = [str(seed_of(runset, r)) for r in done
+                              if twins.get(r) is None or meta[twins[r]]["status"] != "completed"]
                     if lonely:
                         notes.append(f"no completed archetype twin (seed {', '.join(lonely)})")
                 if len(set(map(str, seeds))) < len(seeds):
@@ -111,19 +134,21 @@ def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None)
                 record = {**sub.values, "strategy": label, "status": "completed",
                           "n": len(done), "seeds": ", ".join(map(str, sorted(seeds, key=str))),
                           "note": "; ".join(notes)}
-                block = values.loc[done.index]
-                for column in block.columns:
-                    record[f"{column}_mean"] = block[column].mean()
-                    record[f"{column}_std"] = block[column].std(ddof=1) if len(done) > 1 else np.nan
+                block = facts.block(done)
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # a metric missing in all runs
+                    means = np.nanmean(block, axis=0)
+                    stds = np.nanstd(block, axis=0, ddof=1) if len(done) > 1 else np.full(len(means), np.nan)
+                for column, mean, std in zip(facts.columns, means, stds):
+                    record[f"{column}_mean"], record[f"{column}_std"] = float(mean), float(std)
                 records.append(record)
-            for run, row in of_label[of_label["status"] != "completed"].iterrows():
-                reason = row.get("reason")
-                record = {**sub.values, "strategy": label, "status": _status_text(row), "n": 1,
+            for run in (r for r in of_label if meta[r]["status"] != "completed"):
+                reason = meta[run]["reason"]
+                record = {**sub.values, "strategy": label, "status": _status_text(meta[run]), "n": 1,
                           "seeds": str(seed_of(runset, run)),
                           "note": reason if isinstance(reason, str) else ""}
-                for column in values.columns:
-                    record[f"{column}_mean"] = values.at[run, column]
-                    record[f"{column}_std"] = np.nan
+                for column, value in zip(facts.columns, facts.block([run])[0]):
+                    record[f"{column}_mean"], record[f"{column}_std"] = float(value), np.nan
                 records.append(record)
     data = pd.DataFrame.from_records(records)
     header = [("", k) for k in group.row_keys] + [("", "Strategy"), ("", "Status"), ("", "n")]
@@ -151,12 +176,13 @@ def appendix_columns(runset: RunSet) -> list[str]:
     return keys
 
 
-def appendix_table(runset: RunSet, groups: list[Group], twins: Optional[dict] = None) -> Table:
+def appendix_table(runset: RunSet, groups: list[Group], twins: Optional[dict] = None,
+                   facts: Optional[RunFacts] = None) -> Table:
     """Every run: its parameters, final metrics, wall-clock and whether it ran to completion."""
     twins = find_twins(runset) if twins is None else twins
-    runs = runset.runs
+    facts = RunFacts(runset) if facts is None else facts
     params = appendix_columns(runset)
-    values = run_values(runs)
+    shown = [facts.columns.index(f"{m}_{p}") for _, m in TABLE_METRICS for _, p in PARTS[:2]]
     header = [("", "Group"), ("", "Run"), ("", "Strategy"), ("", "Seed")]
     header += [("Parameters", k) for k in params]
     header += [("", "Ran to completion"), ("", "Status"), ("", "Epochs"), ("", "Wall-clock (s)")]
@@ -165,23 +191,23 @@ def appendix_table(runset: RunSet, groups: list[Group], twins: Optional[dict] = 
     rows, classes, records = [], [], []
     for group in groups:
         for run in group.runs:
-            row = runs.loc[run]
-            done = row["status"] == "completed"
-            twin = twins.get(run, "—") if row["strategy"] != "archetype" else "(is archetype)"
-            planned = row.get("epochs_planned")
-            epochs = f"{row['epochs_completed']}/{'?' if planned is None or pd.isna(planned) else int(planned)}"
-            cells = [group.gid, run, row["label"], fmt(seed_of(runset, run))]
-            cells += [fmt(runset.configs[run].get(k)) for k in params]
-            cells += [fmt(done), row["status"], epochs, fmt(row.get("wall_clock_s"))]
-            cells += [fmt(values.at[run, f"{m}_{p}"]) for _, m in TABLE_METRICS for _, p in PARTS[:2]]
+            meta, config = facts.meta[run], runset.configs[run]
+            values = facts.block([run])[0]
+            done = meta["status"] == "completed"
+            twin = twins.get(run, "—") if meta["strategy"] != "archetype" else "(is archetype)"
+            planned = meta["epochs_planned"]
+            epochs = f"{meta['epochs_completed']}/{'?' if planned is None or pd.isna(planned) else int(planned)}"
+            cells = [group.gid, run, meta["label"], fmt(config.get(SEED_KEY))]
+            cells += [fmt(config.get(k)) for k in params]
+            cells += [fmt(done), meta["status"], epochs, fmt(meta["wall_clock_s"])]
+            cells += [fmt(float(values[i])) for i in shown]
             cells.append(twin if twin is not None else "none")
             rows.append(cells)
             classes.append("completed" if done else "not-completed")
-            records.append({"group": group.gid, "run": run, "strategy": row["label"],
-                            SEED_KEY: seed_of(runset, run),
-                            **{k: runset.configs[run].get(k) for k in params},
-                            "completed": done, "status": row["status"],
-                            "epochs_completed": row["epochs_completed"], "epochs_planned": planned,
-                            "wall_clock_s": row.get("wall_clock_s"),
-                            **values.loc[run].to_dict(), "twin": twin})
+            records.append({"group": group.gid, "run": run, "strategy": meta["label"],
+                            SEED_KEY: config.get(SEED_KEY), **{k: config.get(k) for k in params},
+                            "completed": done, "status": meta["status"],
+                            "epochs_completed": meta["epochs_completed"], "epochs_planned": planned,
+                            "wall_clock_s": meta["wall_clock_s"],
+                            **dict(zip(facts.columns, values.tolist())), "twin": twin})
     return Table("Appendix II: all runs", header, rows, classes, pd.DataFrame.from_records(records))

@@ -13,7 +13,8 @@ The switch: ``tau`` is a moving average (momentum 0.9) of the variance-reduction
 ``(1 - ||g - u||^2 / ||g||^2)^(-1/2)`` of each scored batch (g normalised, u uniform), which
 simplifies to ``sqrt(n * sum(g^2))``; importance sampling is on while ``tau`` exceeds
 ``(B + 3b) / (3b)`` (eq. 29 of the paper). It is checked before each raw batch, and the
-fraction of raw batches sampled with importance is recorded per epoch.
+fraction of steps (raw batches) sampled with importance is recorded per epoch
+(``is_on_fraction``).
 
 Differences from the paper: candidates come from the epoch's shuffled plan (each sample is
 offered once per epoch) rather than uniformly with replacement from the whole data set, so

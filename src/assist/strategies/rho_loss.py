@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -156,7 +157,10 @@ class RhoLoss(Strategy):
         path = cache_path(data, self.options, self.config) if self.options.cache else None
         result, self.il_cached = None, False
         if path is not None and path.is_file():
-            result, self.il_cached = torch.load(path, weights_only=True), True
+            try:
+                result, self.il_cached = torch.load(path, weights_only=True), True
+            except Exception as error:  # a truncated or foreign file: retrain and overwrite it
+                warnings.warn(f"rho_loss: ignoring unreadable IL cache {path}: {error}")
         if result is None:
             holdout = split_holdout(ctx.num_samples, self.options.holdout,
                                     run_generator(self.config.rng_seed, HOLDOUT_STREAM))

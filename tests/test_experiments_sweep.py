@@ -1,0 +1,114 @@
+"""Local sweeps: run what is missing, resume what is unfinished, keep going past failed runs."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from assist.api import train
+from assist.cli import main
+from assist.engine.events import Callback
+from assist.experiments.spec import SpecError
+from assist.experiments.sweep import check_models_fit, describe_plan, plan_sweep, run_sweep
+from assist.tracking import RunStore
+
+SPEC = {
+    "name": "tiny",
+    "base": {"dataset": "synthetic", "model": "fcnet16", "epochs": 3, "batch_size": 16, "num_threads": 1},
+    "experiments": {
+        "none": {},
+        "epochwise": {"epoch_filtering": True},
+        "batchwise": {"batch_filtering": True, "accumulation_batch_size": 32},
+        "diverges": {"learning_rate": 1e4},
+    },
+    "seeds": [0],
+}
+
+
+@pytest.fixture
+def keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+class StopAt(Callback):
+    """Stops a run mid-epoch the way a kill would: nothing after this point is written."""
+
+    def on_batch_end(self, trainer, **info) -> None:
+        if trainer.state.epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_local_sweep_skips_done_resumes_unfinished_and_survives_a_failed_run(tmp_path: Path, capsys,
+                                                                             keep_torch_threads):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    out = tmp_path / "out"
+    plan = plan_sweep(spec, out)
+    assert len(plan.runs) == 4  # archetype (= the twins and "none"), epochwise, batchwise, diverging
+    assert "4 missing; would start 4" in describe_plan(plan)
+    assert not out.exists()  # planning writes nothing
+
+    # one run is already unfinished (killed mid-epoch 2), one already done
+    epochwise = next(r for r in plan.runs if r.config.strategy == "epochwise")
+    archetype = next(r for r in plan.runs if r.config.strategy == "archetype" and r.config.learning_rate != 1e4)
+    with pytest.raises(KeyboardInterrupt):
+        train(epochwise.config, out=out / epochwise.name, callbacks=[StopAt()])
+    train(archetype.config, out=out / archetype.name)
+    listing = describe_plan(plan)
+    assert "1 done, 0 running, 0 failed, 1 incomplete, 2 missing; would start 3" in listing
+
+    lines: list[str] = []
+    report = run_sweep(plan, workers=2, echo=lines.append)
+    by_name = {o.name: o for o in report.outcomes}
+    assert sorted(by_name) == sorted(r.name for r in plan.runs if r.run_id != archetype.run_id)
+    assert by_name[epochwise.name].status == "completed" and by_name[epochwise.name].resumed_from == 1
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    assert len(failed) == 1 and "non-finite loss at epoch 1, step" in failed[0].reason
+    assert [o.status for o in report.problems] == ["failed"]
+    assert any("not started: 1 done" in line for line in lines)
+    assert (out / "logs" / f"{epochwise.name}.log").read_text().count("resume from epoch 1") == 1
+
+    # the resumed run equals an uninterrupted one
+    reference = train(epochwise.config).history
+    resumed = RunStore(out / epochwise.name).read_metrics()
+    assert [r["test_loss_mean"] for r in resumed] == [r["test_loss_mean"] for r in reference]
+
+    # rerunning starts nothing; status lists every run with counts and the failure's reason
+    assert run_sweep(plan, workers=2, echo=lines.append).outcomes == []
+    main(["status", str(out)])
+    status = capsys.readouterr().out
+    assert "4 runs: 3 done, 0 running, 1 failed, 0 incomplete, 0 missing" in status
+    assert "non-finite loss at epoch 1" in status
+
+    # --retry-failed starts the failed run over (and it fails the same way)
+    again = run_sweep(plan, workers=1, retry_failed=True, echo=lines.append)
+    assert [o.status for o in again.outcomes] == ["failed"]
+
+
+def test_a_model_that_cannot_take_the_data_fails_before_anything_runs(tmp_path: Path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"base": {"dataset": "synthetic", "epochs": 1},
+                                    "grid": {"model": ["fcnet16", "lenet"]}}))
+    plan = plan_sweep(spec, tmp_path / "out")
+    with pytest.raises(SpecError, match="model 'lenet' expects 32x32 inputs, the data set has 8x8"):
+        check_models_fit(plan)
+    with pytest.raises(SpecError, match="lenet"):
+        run_sweep(plan, echo=lambda line: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_command_dry_run_and_errors(tmp_path: Path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--dry-run", "--set", "epochs=1"])
+    listing = capsys.readouterr().out
+    assert "sweep 'tiny': 4 runs (2 strategic, 2 archetype)" in listing
+    assert "would start 4" in listing
+    spec.write_text(yaml.safe_dump({**SPEC, "grid": {"learning_rat": [0.1]}}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", str(spec), "--dry-run"])
+    assert exit_info.value.code == 2
+    assert "unknown config key 'learning_rat' (did you mean 'learning_rate'?)" in capsys.readouterr().err

@@ -1,0 +1,130 @@
+"""The whole local sweep killed at random moments (SIGKILL, and once Ctrl-C), then finished
+by two sweep processes at once: every run completes exactly once, and every run, resumed or
+not, equals its uninterrupted reference bit for bit."""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from assist.api import train
+from assist.engine.checkpoint import load_latest_checkpoint
+from assist.experiments.locks import lock_holder
+from assist.experiments.sweep import plan_sweep
+from assist.metrics.system import system_metrics
+from assist.tracking import RunStore
+
+EPOCHS = 5
+SPEC = {
+    "name": "kill-test",
+    # num_threads=1: bit-identical results need the same kernels in the workers and in here
+    "base": {"dataset": "synthetic", "model": "fcnet16", "epochs": EPOCHS, "batch_size": 2, "learning_rate": 0.01,
+             "num_threads": 1},
+    "experiments": {
+        "none": {},
+        "epochwise": {"epoch_filtering": True, "filter": "none", "selector": "top_q", "select_q": 0.5},
+        # 3 of each 6 accepted, trained in pairs: one sample carried in the buffer each time
+        "batchwise": {"batch_filtering": True, "accumulation_batch_size": 6, "filter": "none",
+                      "selector": "top_q", "select_q": 0.5, "overflow": "carry"},
+    },
+    "seeds": [0, 1],
+}
+VOLATILE = {"wall_clock_s", "train_time_s", "epoch_time_s", *system_metrics(torch.device("cpu"))}
+KILLS = 3
+
+
+def launch(spec: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "assist.cli", "sweep", str(spec), "--out", str(out),
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def epochs_on_disk(out: Path) -> int:
+    return sum(len(RunStore(p).read_metrics()) for p in out.iterdir() if (p / "config.yaml").is_file()) \
+        if out.is_dir() else 0
+
+
+def wait_for_progress(process: subprocess.Popen, out: Path, timeout: float = 120.0) -> None:
+    """Until some run has written one more epoch than before this sweep started."""
+    before, deadline = epochs_on_disk(out), time.monotonic() + timeout
+    while epochs_on_disk(out) <= before:
+        assert process.poll() is None, f"the sweep ended before making progress:\n{process.stdout.read()}"
+        assert time.monotonic() < deadline, "the sweep made no progress"
+        time.sleep(0.01)
+
+
+def wait_for_locks_free(out: Path, timeout: float = 20.0) -> None:
+    """The killed sweep's workers die with it, releasing every run lock."""
+    deadline = time.monotonic() + timeout
+    while any(lock_holder(path) is not None for path in (out / ".locks").glob("*.lock")):
+        assert time.monotonic() < deadline, "a worker of a killed sweep kept its lock"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_sweep_killed_repeatedly_then_finished_by_two_sweeps(tmp_path: Path, keep_torch_threads):
+    rng = random.Random()
+    seed = rng.randrange(10**6)
+    rng.seed(seed)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    out = tmp_path / "out"
+    plan = plan_sweep(spec, out)
+    assert len(plan.runs) == 6
+
+    for cycle in range(KILLS):
+        process = launch(spec, out)
+        wait_for_progress(process, out)
+        time.sleep(rng.uniform(0.0, 1.0))
+        if cycle == 1:  # Ctrl-C as a terminal sends it: to the whole process group
+            os.killpg(process.pid, signal.SIGINT)
+            output = process.communicate(timeout=60)[0]
+            assert process.returncode == 130, output
+            assert "rerun the same command to resume" in output
+        else:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        wait_for_locks_free(out)
+    unfinished = [r for r in plan.runs if not RunStore(out / r.name).finished]
+    assert unfinished, f"(seed {seed}) the kills came too late: every run had already finished"
+
+    # finish with two sweeps on the same directory at once
+    finishers = [launch(spec, out), launch(spec, out)]
+    outputs = [p.communicate(timeout=300)[0] for p in finishers]
+    assert [p.returncode for p in finishers] == [0, 0], outputs
+    completed = len(re.findall(r"^\[\s*\d+/\d+\] completed ", "\n".join(outputs), flags=re.MULTILINE))
+    assert completed == len(unfinished), outputs  # no run was trained by both finishers
+
+    resumed = 0
+    for run in plan.runs:
+        path = out / run.name
+        store = RunStore(path)
+        log = (path / "train.log").read_text()
+        assert store.read_summary()["status"] == "completed"
+        assert log.count("end: completed") == 1, log
+        resumed += "resume from epoch" in log
+        reference = train(run.config, out=tmp_path / "ref" / run.name)
+        rows = store.read_metrics()
+        assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
+        strip = lambda rows: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]  # noqa: E731
+        assert strip(rows) == strip(reference.history), f"(seed {seed}) {run.name} differs from its reference"
+        final = load_latest_checkpoint(path / "checkpoints")["model"]
+        expected = load_latest_checkpoint(tmp_path / "ref" / run.name / "checkpoints")["model"]
+        assert all(torch.equal(final[k], expected[k]) for k in expected), run.name
+    print(f"kill/resume cycles: {KILLS}, runs resumed from a checkpoint: {resumed}, seed {seed}")
+    assert resumed >= 1, f"(seed {seed}) no run was resumed from a checkpoint"

@@ -1,0 +1,134 @@
+"""`assist report` end to end: exit codes, files, figures, the HTML and Markdown documents."""
+
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from assist.report import cli_report, load_runs, report_command
+from assist.report.figures import ARCHETYPE_COLOUR, colour_map
+from assist.report.synthetic import corrupt_line, generate_runs, make_incomplete
+
+VARIANTS = ("archetype", "epochwise", "batchwise")
+KINDS = ("epoch", "time", "cost", "accumulation")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One html report over 1 group x 3 strategies x 2 seeds, one run cut short and one
+    corrupt line; shared by the tests below (drawing figures is the slow part)."""
+    root = tmp_path_factory.mktemp("report")
+    paths = generate_runs(root / "runs", variants=VARIANTS, seeds=(0, 1), epochs=4,
+                          generator=torch.Generator().manual_seed(5))
+    make_incomplete(paths[3], keep_epochs=2)  # epochwise seed 1
+    corrupt_line(paths[4], 2)  # batchwise seed 0
+    out = root / "out"
+    return root, out, cli_report(root / "runs", out, "html", progress=False)
+
+
+def test_html_report_exit_code_files_and_warnings(built, capsys):
+    root, out, code = built
+    assert code == 0
+    for name in ("report.html", "comparison.csv", "runs.csv", "epochs.csv"):
+        assert (out / name).stat().st_size > 200
+    html = (out / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert html.count('class="report-table comparison"') == 1
+    assert html.count('class="report-table appendix"') == 1
+    assert html.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png"))) == 4
+    assert "incomplete at epoch 2/4" in html and "metrics.jsonl:2" in html
+    assert html.count("<details>") >= 6  # one config per run, collapsed
+
+
+def _pixels_near(png, hex_colour, tolerance=40):
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=int)
+    target = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(pixels - target).sum(axis=2) < tolerance).sum())
+
+
+def test_figures_written_as_png_and_svg(built):
+    root, out, _ = built
+    colours = colour_map(load_runs(root / "runs").runs["label"])
+    for kind in KINDS:
+        png, svg = out / "figures" / f"g01_{kind}.png", out / "figures" / f"g01_{kind}.svg"
+        assert png.stat().st_size > 10_000 and svg.stat().st_size > 15_000  # empty axes: ~7 kB
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.width >= 1000 and image.height >= 250
+        ET.parse(svg)  # well-formed XML
+        drawn = [l for l in colours if kind != "accumulation" or l.startswith("batchwise")]
+        for label in drawn:  # every strategy's curves are on the canvas, in its colour
+            assert _pixels_near(png, colours[label]) > 200, (kind, label)
+
+
+def test_one_colour_per_strategy_in_every_figure(built):
+    root, out, _ = built
+    colours = colour_map(load_runs(root / "runs").runs["label"])
+    assert colours["archetype"] == ARCHETYPE_COLOUR
+    assert len(set(colours.values())) == len(colours) == 3
+    for kind in ("epoch", "time", "cost"):
+        svg = (out / "figures" / f"g01_{kind}.svg").read_text()
+        for label, colour in colours.items():
+            assert label in svg  # legend entry (text kept as text)
+            assert colour.lower() in svg.lower()
+    acc = (out / "figures" / "g01_accumulation.svg").read_text()
+    assert "batchwise (hard, acc 64)" in acc and "epochwise" not in acc  # only runs with data
+    # The mapping depends on the labels only, not on the order they are met.
+    assert colour_map(sorted(colours, reverse=True)) == colours
+
+
+def test_axes_are_labelled_with_units(built):
+    _, out, _ = built
+    svg = {k: (out / "figures" / f"g01_{k}.svg").read_text() for k in KINDS}
+    assert "accuracy (fraction correct)" in svg["epoch"] and "cross-entropy loss (nats)" in svg["epoch"]
+    assert re.search(r"wall-clock time \((s|min|h),", svg["time"])
+    assert "samples scored + trained" in svg["cost"]
+    assert "acceptance" in svg["accumulation"].lower()
+
+
+def test_markdown_and_csv_formats(built, tmp_path):
+    root, _, _ = built
+    assert cli_report(root / "runs", tmp_path / "md", "md", progress=False) == 0
+    text = (tmp_path / "md" / "report.md").read_text()
+    links = re.findall(r"\]\((figures/[^)]+\.png)\)", text)
+    assert len(links) == 4 and all((tmp_path / "md" / link).is_file() for link in links)
+    assert "| Strategy | Status | n | Accuracy Train |" in text
+    assert cli_report(root / "runs", tmp_path / "csv", "csv", progress=False) == 0
+    assert not (tmp_path / "csv" / "figures").exists()
+    comparison = (tmp_path / "csv" / "comparison.csv").read_text().splitlines()
+    assert comparison[0].startswith("group,group_title,strategy,status,n,seeds,note")
+    assert len(comparison) == 1 + 4  # 3 completed variants + the incomplete run
+
+
+def test_error_exit_codes_and_messages(tmp_path, capsys):
+    assert cli_report(tmp_path, tmp_path / "out", "html") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("assist report: error: no runs found in") and err.count("\n") == 1
+    assert cli_report(tmp_path / "missing") == 1
+    assert "does not exist" in capsys.readouterr().err
+    generate_runs(tmp_path / "runs", variants=("archetype",), seeds=(0,), epochs=2,
+                  generator=torch.Generator().manual_seed(0))
+    assert cli_report(tmp_path / "runs", fmt="pdf") == 2
+    assert "--format must be one of html, md, csv" in capsys.readouterr().err
+    assert cli_report(tmp_path / "runs", tmp_path / "o", "csv", group_by="modle") == 2
+    assert "--group-by key 'modle'" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert cli_report(tmp_path / "runs", tmp_path / "file", "csv") == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_click_command(tmp_path):
+    generate_runs(tmp_path / "runs", variants=("archetype", "batchwise"), seeds=(0,), epochs=2,
+                  generator=torch.Generator().manual_seed(0))
+    runner = CliRunner()
+    result = runner.invoke(report_command, [str(tmp_path / "runs"), "--format", "csv",
+                                            "--group-by", "dataset,model"])
+    assert result.exit_code == 0, result.output
+    assert "| archetype | completed | 1 |" in result.output
+    assert (tmp_path / "runs" / "report" / "runs.csv").is_file()  # default --out
+    result = runner.invoke(report_command, [str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
