@@ -1,5 +1,9 @@
 """Local sweeps: run what is missing, resume what is unfinished, keep going past failed runs."""
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,9 @@ import yaml
 from assist.api import train
 from assist.cli import main
 from assist.engine.events import Callback
+from assist.experiments.local import LocalPool
+from assist.experiments.locks import lock_holder
+from assist.experiments.runner import RunTask
 from assist.experiments.spec import SpecError
 from assist.experiments.sweep import check_models_fit, describe_plan, plan_sweep, run_sweep
 from assist.tracking import RunStore
@@ -112,3 +119,24 @@ def test_sweep_command_dry_run_and_errors(tmp_path: Path, capsys):
         main(["sweep", str(spec), "--dry-run"])
     assert exit_info.value.code == 2
     assert "unknown config key 'learning_rat' (did you mean 'learning_rate'?)" in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_costs_only_its_run(tmp_path: Path):
+    config = {"dataset": "synthetic", "model": "fcnet16", "epochs": 30, "batch_size": 1, "learning_rate": 0.01,
+              "num_threads": 1}
+    tasks = [RunTask("aaaa", "slow-aaaa", str(tmp_path), config),
+             RunTask("bbbb", "quick-bbbb", str(tmp_path), {**config, "epochs": 1})]
+
+    def kill_the_worker() -> None:
+        deadline = time.monotonic() + 120
+        while len(RunStore(tmp_path / "slow-aaaa").read_metrics()) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(lock_holder(tmp_path / ".locks" / "aaaa.lock")["pid"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    outcomes = LocalPool(1).run(tasks)
+    killer.join()
+    assert [(o.name, o.status) for o in outcomes] == [("slow-aaaa", "crashed"), ("quick-bbbb", "completed")]
+    assert "killed by signal 9" in outcomes[0].reason
+    assert not RunStore(tmp_path / "slow-aaaa").finished  # left resumable

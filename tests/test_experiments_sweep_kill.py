@@ -52,13 +52,13 @@ def epochs_on_disk(out: Path) -> int:
         if out.is_dir() else 0
 
 
-def wait_for_progress(process: subprocess.Popen, out: Path, timeout: float = 120.0) -> None:
-    """Until some run has written one more epoch than before this sweep started."""
-    before, deadline = epochs_on_disk(out), time.monotonic() + timeout
-    while epochs_on_disk(out) <= before:
-        assert process.poll() is None, f"the sweep ended before making progress:\n{process.stdout.read()}"
+def wait_for_epochs(process: subprocess.Popen, out: Path, count: int, timeout: float = 120.0) -> None:
+    """Until the sweep has written ``count`` more epochs (over all runs) than it found."""
+    target, deadline = epochs_on_disk(out) + count, time.monotonic() + timeout
+    while epochs_on_disk(out) < target:
+        assert process.poll() is None, f"the sweep ended early:\n{process.stdout.read()}"
         assert time.monotonic() < deadline, "the sweep made no progress"
-        time.sleep(0.01)
+        time.sleep(0.005)
 
 
 def wait_for_locks_free(out: Path, timeout: float = 20.0) -> None:
@@ -87,10 +87,12 @@ def test_sweep_killed_repeatedly_then_finished_by_two_sweeps(tmp_path: Path, kee
     plan = plan_sweep(spec, out)
     assert len(plan.runs) == 6
 
+    # Random moments in terms of progress, so that the kills land mid-sweep on any machine:
+    # after 2-6 more epochs (of 30), plus a random fraction of an epoch.
     for cycle in range(KILLS):
         process = launch(spec, out)
-        wait_for_progress(process, out)
-        time.sleep(rng.uniform(0.0, 1.0))
+        wait_for_epochs(process, out, rng.randint(2, 6))
+        time.sleep(rng.uniform(0.0, 0.1))
         if cycle == 1:  # Ctrl-C as a terminal sends it: to the whole process group
             os.killpg(process.pid, signal.SIGINT)
             output = process.communicate(timeout=60)[0]

@@ -146,3 +146,10 @@ def test_config_written_by_yaml_round_trips_lists(tmp_path):
     assert rs.runs.loc[name, "num_classes"] == "[1, 7]"  # hashable text for grouping
     assert rs.configs[name]["num_classes"] == [1, 7]
     assert yaml.safe_load((tmp_path / name / "config.yaml").read_text())["num_classes"] == [1, 7]
+
+
+def test_progress_bar_when_asked(runs, tmp_path, capsys):
+    load_runs(tmp_path / "runs", progress=True)
+    assert "loading runs" in capsys.readouterr().err
+    load_runs(tmp_path / "runs")  # 4 runs: below the automatic threshold
+    assert "loading runs" not in capsys.readouterr().err

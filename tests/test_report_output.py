@@ -4,14 +4,15 @@ import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from assist.report import cli_report, load_runs, report_command
-from assist.report.figures import ARCHETYPE_COLOUR, colour_map
-from assist.report.synthetic import corrupt_line, generate_runs, make_incomplete
+from assist.report.figures import ARCHETYPE_COLOUR, Line, add_derived, colour_map
+from assist.report.synthetic import corrupt_line, generate_runs, make_failed, make_incomplete
 
 VARIANTS = ("archetype", "epochwise", "batchwise")
 KINDS = ("epoch", "time", "cost", "accumulation")
@@ -132,3 +133,53 @@ def test_click_command(tmp_path):
     assert (tmp_path / "runs" / "report" / "runs.csv").is_file()  # default --out
     result = runner.invoke(report_command, [str(tmp_path / "empty")])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_runs_without_any_epoch_are_listed_not_plotted(tmp_path, capsys):
+    (started, crashed) = generate_runs(tmp_path / "runs", variants=("archetype", "batchwise"),
+                                       seeds=(0,), epochs=2, generator=torch.Generator().manual_seed(1))
+    make_incomplete(started, keep_epochs=0, truncated_tail=False)
+    make_failed(crashed, at_epoch=0, reason="out of memory")
+    assert cli_report(tmp_path / "runs", tmp_path / "out", "html", progress=False) == 0
+    printed = capsys.readouterr().out
+    assert "| archetype | incomplete at epoch 0/2 | 1 | – |" in printed
+    assert "| batchwise (hard, acc 64) | failed at epoch 0/2 | 1 | – |" in printed
+    assert "out of memory" in printed
+    assert list((tmp_path / "out" / "figures").iterdir()) == []
+
+
+def test_seed_band_statistics_align_epochs():
+    # Two seeds, one of which skipped the train evaluation at epoch 2 and stopped early:
+    # the mean and band per epoch use the seeds that have a value there.
+    a = pd.DataFrame({"epoch": [1, 2, 3], "train_accuracy": [0.5, None, 0.9], "wall_clock_s": [1.0, 2.0, 3.0]})
+    b = pd.DataFrame({"epoch": [1, 2], "train_accuracy": [0.7, 0.8], "wall_clock_s": [1.5, float("inf")]})
+    line = Line("archetype", [add_derived(a), add_derived(b)], True)
+    epochs, _, _ = line.arrays["epoch"]
+    mean, low, high = line.arrays["train_accuracy"]
+    assert epochs.tolist() == [1, 2, 3]
+    assert mean.tolist() == pytest.approx([0.6, 0.8, 0.9])
+    assert low.tolist() == pytest.approx([0.5, 0.8, 0.9]) and high.tolist() == pytest.approx([0.7, 0.8, 0.9])
+    assert line.arrays["wall_clock_s"][0].tolist() == pytest.approx([1.25, 2.0, 3.0])  # inf left out
+
+
+def test_worker_processes_draw_the_same_bytes(tmp_path, monkeypatch):
+    # Figures reuse one matplotlib figure per process; nothing may leak from one group's
+    # figure into the next. Serial drawing (g03 drawn on a template used twice before) and
+    # parallel drawing (chunks of two: g03 drawn on a fresh template) must give the same bytes.
+    import assist.report.build as build
+    import assist.report.drawing as drawing
+    paths = generate_runs(tmp_path / "runs", groups=3, variants=("archetype", "batchwise"),
+                          seeds=(0, 1), epochs=2, generator=torch.Generator().manual_seed(4))
+    rows = (paths[0] / "metrics.jsonl").read_text().replace('"train_loss_q90": ', '"train_loss_q90": 0.0, "x": ')
+    (paths[0] / "metrics.jsonl").write_text(rows)  # a zero loss: that panel goes linear
+    runset = load_runs(tmp_path / "runs")
+    monkeypatch.setattr(build, "PARALLEL_MIN_JOBS", 2)
+    monkeypatch.setattr(drawing, "_TEMPLATES", {})
+    build.build_report(runset, tmp_path / "parallel", workers=2, formats=("svg",))
+    monkeypatch.setattr(drawing, "_TEMPLATES", {})
+    build.build_report(runset, tmp_path / "serial", workers=1, formats=("svg",))
+    names = sorted(p.name for p in (tmp_path / "serial" / "figures").iterdir())
+    assert len(names) == 12
+    for name in names:
+        serial = (tmp_path / "serial" / "figures" / name).read_bytes()
+        assert serial == (tmp_path / "parallel" / "figures" / name).read_bytes(), name

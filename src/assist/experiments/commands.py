@@ -16,13 +16,14 @@ from assist.experiments.spec import EXECUTORS
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="local: worker processes here; slurm: one array job; submitit-local: submitit's local jobs.")
 @click.option("--workers", type=int, help="Runs at once (local executors; default: the cores here).")
+@click.option("--threads", type=int, help="local: torch threads per worker (default: cores / workers).")
 @click.option("--dry-run", is_flag=True, help="List the runs and their state; run nothing.")
 @click.option("--retry-failed", is_flag=True, help="Also start failed runs over.")
 @click.option("--wait/--no-wait", default=False, help="slurm: wait for the jobs and print each outcome.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Add or change a key of the spec's base config (repeatable).")
-def sweep_command(spec: str, out: Optional[str], executor: str, workers: Optional[int], dry_run: bool,
-                  retry_failed: bool, wait: bool, overrides: tuple[str, ...]) -> None:
+def sweep_command(spec: str, out: Optional[str], executor: str, workers: Optional[int], threads: Optional[int],
+                  dry_run: bool, retry_failed: bool, wait: bool, overrides: tuple[str, ...]) -> None:
     """Run every run of SPEC (YAML) that is missing or unfinished; rerun to resume."""
     from assist.experiments.sweep import check_models_fit, describe_plan, plan_sweep, run_sweep
 
@@ -31,8 +32,8 @@ def sweep_command(spec: str, out: Optional[str], executor: str, workers: Optiona
         check_models_fit(plan, echo=click.echo)
         click.echo(describe_plan(plan))
         return
-    report = run_sweep(plan, executor=executor, workers=workers, retry_failed=retry_failed, wait=wait,
-                       echo=lambda line: click.echo(line, err=False))
+    report = run_sweep(plan, executor=executor, workers=workers, threads=threads, retry_failed=retry_failed,
+                       wait=wait, echo=click.echo)
     if report.interrupted:
         sys.exit(130)
     if report.outcomes:

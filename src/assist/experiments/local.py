@@ -101,7 +101,11 @@ def _worker_main(conn: Connection, sweep_pid: int, threads: int) -> None:
         if task is None:
             break
         torch.set_num_threads(threads)  # a run's num_threads must not leak into the next one
-        conn.send(run_task(task))
+        try:
+            outcome = run_task(task)
+        except Exception as error:  # noqa: BLE001 - e.g. an unwritable log: report it, keep the worker
+            outcome = Outcome(task.run_id, task.name, "error", f"{type(error).__name__}: {error}")
+        conn.send(outcome)
     conn.close()
     os._exit(0)  # everything is on disk already; skip the slow interpreter teardown
 
@@ -155,11 +159,19 @@ class LocalPool:
         try:
             pool = [self._spawn() for _ in range(min(self.workers, len(tasks)))]
             while pending or any(w.task for w in pool):
-                for worker in pool:
+                for index, worker in enumerate(pool):
                     if worker.task is None and pending:
-                        worker.task = pending.popleft()
-                        worker.conn.send(worker.task)
-                        self.on_start(worker.task)
+                        if not worker.process.is_alive():  # died while idle: replace it
+                            worker.conn.close()
+                            pool[index] = worker = self._spawn()
+                        task = pending.popleft()
+                        try:
+                            worker.conn.send(task)
+                        except OSError:  # it died just now: the next round replaces it
+                            pending.appendleft(task)
+                            continue
+                        worker.task = task
+                        self.on_start(task)
                 busy = [w for w in pool if w.task is not None]
                 wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5.0)
                 for worker in busy:

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional
 
 from assist.tracking import RunStore
 
-LOCK_WAIT_S = 3.0  # a worker of a just-killed sweep may take a moment to release its lock
+LOCK_WAIT_S = 1.0  # a worker of a just-killed sweep may take a moment to release its lock
 
 
 @dataclass
@@ -49,17 +49,19 @@ _DATA_CACHE: dict[tuple, Any] = {}
 
 
 def _cached_data(config: Any) -> Any:
-    """Workers run many runs; the same data set (and subset) is loaded once per process."""
-    from assist.api import load_data
+    """Workers run many runs: each data set is read from disk once per process, and the
+    run's class / samples-per-class subset (which depends on its seed) is cut from it, as
+    ``load_dataset`` itself does."""
+    from assist.data import load_dataset
+    from assist.data.subsets import select_subset
 
-    classes = config.num_classes
-    key = (config.dataset, config.data_dir, config.download, tuple(classes) if isinstance(classes, list) else classes,
-           config.samples_per_class, config.rng_seed if config.samples_per_class else None)
+    key = (config.dataset, config.data_dir, config.download)
     if key not in _DATA_CACHE:
         if len(_DATA_CACHE) >= 2:
             _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-        _DATA_CACHE[key] = load_data(config)
-    return _DATA_CACHE[key]
+        _DATA_CACHE[key] = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
+    return select_subset(_DATA_CACHE[key], num_classes=config.num_classes,
+                         samples_per_class=config.samples_per_class, seed=config.rng_seed)
 
 
 @contextlib.contextmanager

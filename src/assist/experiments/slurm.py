@@ -1,4 +1,4 @@
-"""Slurm executor through submitit (``pip install assist[slurm]``): one array job, one task per run.
+"""Slurm executor through submitit (``pip install assist[cluster]``): one array job, one task per run.
 
 Preemption and timeouts: Slurm sends USR2 ``signal_delay_s`` before the end; submitit then
 calls ``SubmititRun.checkpoint``, which resubmits the same call, and requeues the job. Nothing
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from assist.experiments.runner import Outcome, RunTask, run_task
 from assist.experiments.spec import SlurmOptions, time_minutes
@@ -31,7 +31,7 @@ except ImportError:  # optional dependency
 
 def require_submitit() -> None:
     if submitit is None:
-        raise ValueError("the slurm executors need submitit: pip install 'assist[slurm]' (or pip install submitit)")
+        raise ValueError("the slurm executors need submitit: pip install 'assist[cluster]' (or pip install submitit)")
 
 
 class SubmititRun(Checkpointable):
@@ -86,7 +86,7 @@ def submit(kind: str, root: Path, tasks: list[RunTask], options: SlurmOptions) -
 
 
 def run_windowed(root: Path, tasks: list[RunTask], options: SlurmOptions, workers: int,
-                 on_outcome: Callable[[Outcome], None], on_jobs: Optional[Callable[[list], None]] = None) -> list[Outcome]:
+                 on_outcome: Callable[[Outcome], None]) -> list[Outcome]:
     """submitit-local: at most ``workers`` jobs at a time (the LocalExecutor has no array limit)."""
     executor = make_executor("submitit-local", root / ".submitit", options)
     runner, pending, running, outcomes = SubmititRun(), list(tasks), [], []
@@ -95,8 +95,6 @@ def run_windowed(root: Path, tasks: list[RunTask], options: SlurmOptions, worker
             while pending and len(running) < workers:
                 task = pending.pop(0)
                 running.append((task, executor.submit(runner, task)))
-                if on_jobs:
-                    on_jobs([job for _, job in running])
             time.sleep(0.2)
             for task, job in [item for item in running if item[1].done()]:
                 running.remove((task, job))

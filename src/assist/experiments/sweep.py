@@ -108,12 +108,17 @@ def describe_plan(plan: SweepPlan) -> str:
 
 
 def run_sweep(plan: SweepPlan, *, executor: str = "local", workers: Optional[int] = None,
-              retry_failed: bool = False, wait: Optional[bool] = None,
+              threads: Optional[int] = None, retry_failed: bool = False, wait: Optional[bool] = None,
               echo: Callable[[str], None] = print) -> SweepReport:
+    """Start every missing or unfinished run of ``plan`` (unfinished ones resume from their
+    checkpoints). ``threads``: torch threads per local worker (default: cores // workers; a
+    run's own ``num_threads`` wins). A script that calls this with the local executor needs the usual
+    ``if __name__ == "__main__":`` guard: worker processes re-import the main module."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"--workers must be at least 1 (got {workers})")
+    for option, value in (("--workers", workers), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be at least 1 (got {value})")
     started = time.perf_counter()
     if executor == "local":
         from assist.experiments.local import worker_context
@@ -145,7 +150,8 @@ def run_sweep(plan: SweepPlan, *, executor: str = "local", workers: Optional[int
 
         count = workers or min(available_cores(), total)
         echo(f"running {total} runs with {count} worker{'s' * (count > 1)}; logs in {plan.sweep.logs}")
-        pool = LocalPool(count, on_start=lambda task: echo(f"start {task.name}"), on_outcome=on_outcome)
+        pool = LocalPool(count, threads_per_worker=threads, on_start=lambda task: echo(f"start {task.name}"),
+                         on_outcome=on_outcome)
         try:
             pool.run(tasks)
         except SweepInterrupted as stop:

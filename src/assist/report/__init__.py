@@ -1,21 +1,30 @@
 """Reports over a directory of runs: the thesis's comparison tables, Appendix II, figures,
 and a self-contained HTML report (``assist report``).
 
-The synthetic run generator lives in ``assist.report.synthetic`` (imports torch, so it is
-not imported here)."""
+Names are imported on first use (PEP 562), so that ``assist --help`` does not pay for
+pandas and matplotlib. The synthetic run generator is ``assist.report.synthetic``.
+"""
 
-from assist.report.build import Report, build_report
-from assist.report.command import cli_report, report_command
-from assist.report.grouping import Group, Subgroup, find_twins, group_runs, parse_group_by
-from assist.report.html import render_html
-from assist.report.keys import STRATEGY_KEYS, strategy_labels
-from assist.report.loading import ReportError, RunSet, load_runs
-from assist.report.tables import appendix_table, comparison_table
-from assist.report.text import render_markdown, write_csv
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "Group", "Report", "ReportError", "RunSet", "STRATEGY_KEYS", "Subgroup", "appendix_table",
-    "build_report", "cli_report", "comparison_table", "find_twins", "group_runs", "load_runs",
-    "parse_group_by", "render_html", "render_markdown", "report_command", "strategy_labels",
-    "write_csv",
-]
+_HOMES = {
+    "Report": "build", "build_report": "build",
+    "cli_report": "command", "report_command": "command",
+    "Group": "grouping", "Subgroup": "grouping", "find_twins": "grouping",
+    "group_runs": "grouping", "parse_group_by": "grouping",
+    "render_html": "html",
+    "STRATEGY_KEYS": "keys", "strategy_labels": "keys",
+    "ReportError": "loading", "RunSet": "loading", "load_runs": "loading",
+    "appendix_table": "tables", "comparison_table": "tables",
+    "render_markdown": "text", "write_csv": "text",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'assist.report' has no attribute {name!r}")
+    value = getattr(import_module(f"assist.report.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,6 +18,9 @@ from assist.report.figures import (ACCUMULATION_PANELS, X_AXES, FigureFiles, Lin
 from assist.report.grouping import Group, Subgroup, find_twins, group_runs
 from assist.report.loading import RunSet
 from assist.report.tables import RunFacts, Table, appendix_table, comparison_table
+
+
+PARALLEL_MIN_JOBS = 8  # fewer figure sets than this are drawn faster than processes start
 
 
 @dataclass
@@ -117,14 +121,18 @@ def build_report(runset: RunSet, out: Optional[str | os.PathLike] = None, *,
     count = min(4, os.cpu_count() or 1) if workers is None else workers
     disable = (len(jobs) < 10) if progress is None else not progress
     bar = tqdm(total=len(jobs), desc="drawing figures", unit="group", disable=disable, leave=False)
-    if count > 1 and len(jobs) >= 8:
-        with ProcessPoolExecutor(max_workers=count) as pool:
-            for slot, made in zip(slots, pool.map(_render_job, jobs, chunksize=2)):
-                slot.figures = made
-                bar.update()
-    else:
-        for slot, job in zip(slots, jobs):
-            slot.figures = _render_job(job)
-            bar.update()
+    done = 0
+    if count > 1 and len(jobs) >= PARALLEL_MIN_JOBS:
+        try:
+            with ProcessPoolExecutor(max_workers=count) as pool:
+                for made in pool.map(_render_job, jobs, chunksize=2):
+                    slots[done].figures = made
+                    done += 1
+                    bar.update()
+        except (OSError, BrokenProcessPool):  # no process pool here (sandbox, no /dev/shm)
+            pass  # the rest is drawn below, in this process
+    for slot, job in zip(slots[done:], jobs[done:]):
+        slot.figures = _render_job(job)
+        bar.update()
     bar.close()
     return report

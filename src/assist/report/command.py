@@ -9,10 +9,6 @@ from typing import Optional
 
 import click
 
-from assist.report.build import build_report
-from assist.report.grouping import parse_group_by
-from assist.report.loading import ReportError, load_runs
-
 FORMATS = ("html", "md", "csv")
 
 
@@ -30,7 +26,11 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
     (PNG + SVG), and comparison.csv, runs.csv, epochs.csv in every format. Prints the
     comparison tables on stdout and problems on stderr. Exit codes: 0 done (possibly with
     warnings), 1 no readable runs or an output error, 2 a bad argument."""
-    from assist.report.html import render_html  # late: only what the format needs
+    # Imported here, not at the top: the `assist` CLI loads this module for --help too.
+    from assist.report.build import build_report
+    from assist.report.grouping import parse_group_by
+    from assist.report.html import render_html
+    from assist.report.loading import ReportError, load_runs
     from assist.report.text import render_markdown, terminal_tables, write_csv
 
     if fmt not in FORMATS:

@@ -109,7 +109,6 @@ def _rows(count: int) -> int:
 # costs more than drawing them, and a report draws hundreds of identical layouts.
 _KIND_TITLES = {"epoch": "per epoch", "time": "against wall-clock time",
                 "cost": "against training cost", "accumulation": "batch accumulation"}
-_PLAIN = FormatStrFormatter("%g")
 # One font family (not a fallback list, which is searched on every text draw); no glyph
 # hinting (text is ~60% of a draw; this saves ~15%); SVG text kept as text, and a fixed
 # hash salt so that the same runs give the same SVG bytes.
@@ -139,6 +138,7 @@ def _template(panels) -> tuple[Figure, list]:
             _linear(ax)
         for ax in axes[len(panels):]:
             ax.set_visible(False)
+        fig.suptitle("", fontsize=11)  # created first, so every use draws texts in one order
         _TEMPLATES[key] = (fig, axes[: len(panels)])
     return _TEMPLATES[key]
 
@@ -154,7 +154,7 @@ def _log(ax) -> None:
     ax.set_yscale("log")  # losses span orders of magnitude over training
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=6))
     ax.yaxis.set_minor_locator(NullLocator())  # minor ticks cost more than they tell
-    ax.yaxis.set_major_formatter(_PLAIN)  # mathtext 10^k labels are slow to lay out
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # mathtext 10^k: slow to lay out
 
 
 def _reset(ax) -> None:
@@ -181,6 +181,7 @@ def _render(lines, colours, kind, title, panels, stem, formats) -> Optional[Figu
         drew_any |= drew
         if i >= len(panels) - 3:
             ax.set_xlabel(xlabel, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=x == "epoch"))
         want_log = drew and ylabel == LOSS and low > 0
         if want_log != (ax.get_yscale() == "log"):  # switching scales is not free
             (_log if want_log else _linear)(ax)
@@ -196,7 +197,7 @@ def _render(lines, colours, kind, title, panels, stem, formats) -> Optional[Figu
     height = 2.6 * _rows(len(panels)) + 1.1 + legend_in
     fig.set_size_inches(12, height)
     _place_legend(fig, entries, height)
-    fig.suptitle(f"{title} — {_KIND_TITLES[kind]}", fontsize=11)
+    fig.suptitle(f"{title} — {_KIND_TITLES[kind]}")
     fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.8 / height,
                         bottom=(legend_in + 0.5) / height, hspace=0.3, wspace=0.24)
     result = FigureFiles(kind, title)

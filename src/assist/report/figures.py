@@ -9,6 +9,7 @@ complete are drawn alone, dotted, and never enter a mean.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
@@ -92,14 +93,20 @@ class Line:
         """Per plotted column: (mean, min, max) over the frames, per epoch (computed once);
         ``"epoch"`` maps to the epochs themselves."""
         if self._arrays is None:
-            wanted = ["epoch", *(c for c in PLOTTED_COLUMNS if any(c in f for f in self.frames))]
-            both = pd.concat([f.reindex(columns=wanted) for f in self.frames], ignore_index=True)
-            both = both.apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
-            stats = both.groupby("epoch").agg(["mean", "min", "max"])
-            epochs = stats.index.to_numpy(float)
+            wanted = [c for c in PLOTTED_COLUMNS if any(c in f for f in self.frames)]
+            tables = [f.reindex(columns=["epoch", *wanted]).apply(pd.to_numeric, errors="coerce")
+                      .to_numpy(float) for f in self.frames]
+            epochs = np.unique(np.concatenate([t[:, 0] for t in tables]))
+            stack = np.full((len(tables), len(epochs), len(wanted)), np.nan)
+            for i, table in enumerate(tables):  # align each run's epochs on the union
+                stack[i, np.searchsorted(epochs, table[:, 0])] = table[:, 1:]
+            stack[~np.isfinite(stack)] = np.nan
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # epochs missing in every run
+                mean, low, high = np.nanmean(stack, 0), np.nanmin(stack, 0), np.nanmax(stack, 0)
             self._arrays = {"epoch": (epochs, epochs, epochs)}
-            for column in wanted[1:]:
-                self._arrays[column] = tuple(stats[(column, k)].to_numpy(float) for k in ("mean", "min", "max"))
+            for j, column in enumerate(wanted):
+                self._arrays[column] = (mean[:, j], low[:, j], high[:, j])
         return self._arrays
 
     @property
@@ -130,4 +137,7 @@ def subgroup_lines(epochs_by_run: Mapping[str, pd.DataFrame], runs: pd.DataFrame
 
 
 def has_accumulation(lines: list[Line]) -> bool:
-    return any(c in f and f[c].notna().any() for l in lines for f in l.frames for c in ACCUMULATION_COLUMNS)
+    """Whether batch accumulation ran: raw batches per step or overflow were logged. (The
+    acceptance ratio alone is logged by every strategy, as 1.0 for those that accept all.)"""
+    marks = ("raw_batches_per_step", "overflow_discarded")
+    return any(c in f and f[c].notna().any() for l in lines for f in l.frames for c in marks)

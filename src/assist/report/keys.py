@@ -27,7 +27,7 @@ ARCHETYPE = "archetype"
 # differing only in these are the same experiment.
 RUN_LOCAL_KEYS: frozenset[str] = frozenset({
     "data_dir", "download", "checkpoint_every", "out", "out_dir", "output_dir", "run_dir",
-    "run_id", "run_name", "name", "resume", "restart", "log_every", "progress",
+    "run_id", "run_name", "name", "resume", "restart", "log_every", "progress", "trackers",
 })
 
 FILTERING_STRATEGIES = ("epochwise", "batchwise", "epoch_batchwise")

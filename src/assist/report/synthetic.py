@@ -20,13 +20,14 @@ BASE_CONFIG: dict[str, Any] = {
     "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": False,
     "weight_decay": 0.0005, "amsgrad": False, "lr_scheduler": "none", "gamma": None,
     "milestone_every": 30, "data_augmentation": False, "augmentation_recipe": "thesis",
+    "epoch_filter_augmentation": "fresh",
     "rng_seed": 0, "device": "cpu", "strategy": "archetype", "epoch_filtering": False,
     "batch_filtering": False, "batch_accumulation": True, "accumulation_batch_size": None,
     "filter": "hard", "soft_margin": 0.1, "selector": None, "select_k": None, "select_q": 0.5,
     "select_p": 2.0, "select_buckets": 2, "fill_random": False, "overflow": "discard",
     "starved_epoch": "wait", "scoring_mode": "eval", "strategy_options": {},
     "train_eval_subset": None, "train_eval_every": 1, "eval_batch_size": 1024,
-    "num_threads": None, "checkpoint_every": 1,
+    "num_threads": None, "checkpoint_every": 1, "trackers": [],
 }
 MODELS = ("lenet", "fcnet100", "resnet18", "fcnet1000", "dla")
 DEFAULT_VARIANTS = ("archetype", "epochwise", "batchwise", "epoch_batchwise")
@@ -77,7 +78,10 @@ def _curves(config: Mapping[str, Any], epochs: int, gen: torch.Generator) -> lis
             "learning_rate": config["learning_rate"],
             "train_accuracy": float(train_acc[i].clamp(max=1.0)),
             "test_accuracy": float(test_acc[i].clamp(max=1.0)),
-            "raw_batches_per_step": None, "overflow_discarded": None, "acceptance_ratio": None,
+            # As the engine logs them: text and flags beside the numbers, and an acceptance
+            # ratio of 1.0 for strategies that accept everything.
+            "rng_seed": config["rng_seed"], "strategy": name, "augmentation": "none", "starved": False,
+            "raw_batches_per_step": None, "overflow_discarded": None, "acceptance_ratio": 1.0,
             "process_rss_mb": 512.0, "cpu_percent": 180.0, "cpu_threads": 2,
         }
         for split, loss in (("train", train_loss[i]), ("test", test_loss[i])):
