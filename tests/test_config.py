@@ -67,4 +67,13 @@ def test_twin_resets_strategy_keys_only():
 
 def test_accumulation_batch_size_defaults_to_batch_size():
     assert make_config({"batch_size": 20}).raw_batch_size == 20
-    assert make_config({"batch_size": 20, "accumulation_batch_size": 50}).raw_batch_size == 50
+    assert make_config({"batch_size": 20, "accumulation_batch_size": 50, "batch_filtering": True}).raw_batch_size == 50
+
+
+def test_archetype_configs_are_canonical():
+    """Options that only matter to strategies are dropped from an archetype, so a grid's
+    archetype corner and a strategic run's twin are the same run."""
+    corner = make_config({"accumulation_batch_size": 128, "filter": "soft", "batch_size": 12})
+    twin = twin_config(make_config({"batch_filtering": True, "accumulation_batch_size": 128, "batch_size": 12}))
+    assert corner.accumulation_batch_size is None and corner.filter == "hard"
+    assert corner.model_dump() == twin.model_dump()

@@ -130,6 +130,13 @@ class TrainConfig(BaseModel):
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES.names())}")
+        if self.strategy == "archetype":
+            # strategy options have no effect on the archetype: drop them, so that every
+            # archetype with the same parameters and seed is one config (one twin, one hash)
+            for key in STRATEGY_KEYS:
+                if key != "strategy":
+                    field = type(self).model_fields[key]
+                    object.__setattr__(self, key, field.get_default(call_default_factory=True))
         if self.strategy in derived_names():
             flags = {"archetype": (False, False), "epochwise": (True, False),
                      "batchwise": (False, True), "epoch_batchwise": (True, True)}[self.strategy]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +140,9 @@ def load_cifar(spec: CifarSpec, *, data_dir: Path, download: bool = False) -> Im
                             f"from {spec.url} under {data_dir}") from exc
         missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
+        image_folder = _image_folder_copy(Path(data_dir), spec)
+        if image_folder is not None:
+            return image_folder
         raise DataError(f"{spec.name}: missing {', '.join(missing)} in {folder}; extract {spec.url} "
                         f"into {data_dir}, or pass download=true to fetch it")
     train_images, train_labels = _read_split(folder, spec.train_files, spec)
@@ -150,6 +153,21 @@ def load_cifar(spec: CifarSpec, *, data_dir: Path, download: bool = False) -> Im
         test_images=test_images, test_labels=test_labels, num_classes=spec.num_classes,
         mean=mean, std=std, classes=_class_names(folder, spec), default_augmentation="thesis",
     )
+
+
+def _image_folder_copy(data_dir: Path, spec: CifarSpec) -> ImageDataset | None:
+    """An image-folder copy of the data set (``<name>-jpeg/`` or ``<name>-jpeg.tar.gz`` with
+    ``train/<class>/*`` and ``test/<class>/*``), used when the python batches are absent."""
+    from assist.data.folder import load_folder
+
+    for candidate in (f"{spec.name}-jpeg", f"{spec.name}-jpeg.tar.gz", f"{spec.name}-jpeg.zip"):
+        path = data_dir / candidate
+        if path.exists():
+            dataset = load_folder(str(path), data_dir=data_dir)
+            if dataset.num_classes != spec.num_classes:
+                raise DataError(f"{path}: {dataset.num_classes} classes, {spec.name} has {spec.num_classes}")
+            return replace(dataset, name=spec.name)
+    return None
 
 
 def load_cifar10(*, data_dir: Path, download: bool = False) -> ImageDataset:
