@@ -82,9 +82,10 @@ def test_identity_is_independent_of_how_the_spec_is_written(tmp_path: Path):
 
 
 def test_dotted_keys_set_strategy_options_entries():
-    runs = plan({"base": BASE,
-                 "grid": {"strategy_options.note": ["a", "b"]}, "twins": False})
-    assert [r.config.strategy_options for r in runs] == [{"note": "a"}, {"note": "b"}]
+    runs = plan({"base": {**BASE, "strategy": "infobatch", "strategy_options": {"delta": 0.8}},
+                 "grid": {"strategy_options.ratio": [0.3, 0.5]}, "twins": False})
+    assert [r.config.strategy_options for r in runs] == [{"delta": 0.8, "ratio": 0.3},
+                                                          {"delta": 0.8, "ratio": 0.5}]
 
 
 @pytest.mark.parametrize("data, message", [
@@ -100,6 +101,8 @@ def test_dotted_keys_set_strategy_options_entries():
     ({"base": BASE, "seeds": ["x"]}, "seeds.0"),
     ({"base": {**BASE, "rng_seed": 3}, "seeds": [0]}, "base sets rng_seed and the spec also lists seeds"),
     ({"base": BASE, "grid": {"epochs": [1, 2]}}, "'epochs' is set in both base and grid"),
+    ({"base": {**BASE, "strategy_options.ratio": 0.3}, "grid": {"strategy_options": [{"delta": 0.5}]}},
+     "'strategy_options' is set in both base and grid"),
     ({"base": BASE, "grid": {"learning_rate": [0.1]}, "experiments": {"e": {"learning_rate": 0.2}}},
      "experiments.e sets 'learning_rate', which the grid already varies"),
     ({"base": BASE, "grid": {"learning_rate": [0.1, "fast"]}}, "learning_rate: Input should be a valid number"),
@@ -128,9 +131,9 @@ def test_spec_file_errors(tmp_path: Path):
     with pytest.raises(SpecError, match="does not exist"):
         load_spec(tmp_path / "missing.yaml")
     path.write_text(yaml.safe_dump({"base": BASE, "grid": {"learning_rate": [0.1]}}))
-    spec = load_spec(path, overrides=["epochs=5", "strategy_options.x=1"])
+    spec = load_spec(path, overrides=["epochs=5", "strategy=infobatch", "strategy_options.ratio=0.4"])
     assert spec.base["epochs"] == 5
-    assert expand(spec)[0].config.strategy_options == {"x": 1}
+    assert expand(spec)[0].config.strategy_options == {"ratio": 0.4}
     with pytest.raises(SpecError, match="set in both base and grid"):
         load_spec(path, overrides=["learning_rate=0.3"])
 

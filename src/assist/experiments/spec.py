@@ -176,10 +176,10 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
             if "rng_seed" in mapping:
                 raise SpecError(f"{source}: {where} sets rng_seed and the spec also lists seeds; use one")
     for key in spec.grid:
-        if _root(key) in {_root(k) for k in spec.base}:
+        if any(_overrides(key, k) for k in spec.base):
             raise SpecError(f"{source}: {key!r} is set in both base and grid; keep it in one place")
         for name, params in spec.experiments.items():
-            if _root(key) in {_root(k) for k in params or {}}:
+            if any(_overrides(k, key) or _overrides(key, k) for k in params or {}):
                 raise SpecError(f"{source}: experiments.{name} sets {key!r}, which the grid already varies; "
                                 "move it into the experiments or out of the grid")
     return spec
@@ -187,6 +187,12 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
 
 def _root(key: str) -> str:
     return key.split(".", 1)[0]
+
+
+def _overrides(later: str, earlier: str) -> bool:
+    """Would setting ``later`` silently replace ``earlier``? (An entry ``strategy_options.x``
+    only adds to a whole ``strategy_options`` set before it.)"""
+    return later == earlier or ("." not in later and _root(earlier) == later)
 
 
 def check_key(key: str, where: str) -> None:
