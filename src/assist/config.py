@@ -26,7 +26,12 @@ STRATEGY_KEYS: tuple[str, ...] = (
     "strategy_options", "epoch_filter_augmentation",
 )
 
-PositiveInt = Field(gt=0)
+# The thesis's two flags (epoch_filtering, batch_filtering) and the strategy each pair selects.
+THESIS_FLAGS: dict[str, tuple[bool, bool]] = {
+    "archetype": (False, False), "epochwise": (True, False),
+    "batchwise": (False, True), "epoch_batchwise": (True, True),
+}
+_STRATEGY_OF_FLAGS = {flags: name for name, flags in THESIS_FLAGS.items()}
 
 
 class TrainConfig(BaseModel):
@@ -115,13 +120,10 @@ class TrainConfig(BaseModel):
     def _resolve_strategy(self) -> "TrainConfig":
         from assist.strategies import STRATEGIES  # late import: strategies import config
 
-        derived = {
-            (False, False): "archetype", (True, False): "epochwise",
-            (False, True): "batchwise", (True, True): "epoch_batchwise",
-        }[(self.epoch_filtering, self.batch_filtering)]
+        derived = _STRATEGY_OF_FLAGS[(self.epoch_filtering, self.batch_filtering)]
         if self.strategy is None:
             object.__setattr__(self, "strategy", derived)
-        elif self.strategy in derived_names() and self.strategy != derived and (
+        elif self.strategy in THESIS_FLAGS and self.strategy != derived and (
             self.epoch_filtering or self.batch_filtering
         ):
             raise ValueError(
@@ -137,11 +139,10 @@ class TrainConfig(BaseModel):
                 if key != "strategy":
                     field = type(self).model_fields[key]
                     object.__setattr__(self, key, field.get_default(call_default_factory=True))
-        if self.strategy in derived_names():
-            flags = {"archetype": (False, False), "epochwise": (True, False),
-                     "batchwise": (False, True), "epoch_batchwise": (True, True)}[self.strategy]
-            object.__setattr__(self, "epoch_filtering", flags[0])
-            object.__setattr__(self, "batch_filtering", flags[1])
+        if self.strategy in THESIS_FLAGS:
+            epoch_filtering, batch_filtering = THESIS_FLAGS[self.strategy]
+            object.__setattr__(self, "epoch_filtering", epoch_filtering)
+            object.__setattr__(self, "batch_filtering", batch_filtering)
         return self
 
     @property
@@ -153,10 +154,6 @@ class TrainConfig(BaseModel):
         if self.gamma is not None:
             return self.gamma
         return 0.995 if self.lr_scheduler == "exponential" else 0.1
-
-
-def derived_names() -> tuple[str, ...]:
-    return ("archetype", "epochwise", "batchwise", "epoch_batchwise")
 
 
 def _format_validation_error(error: ValidationError) -> str:
@@ -226,11 +223,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def twin_config(config: TrainConfig) -> TrainConfig:
-    """The archetype twin: identical parameters and seed, strategy keys at their defaults."""
-    values = config.model_dump()
-    defaults = TrainConfig.model_fields
-    for key in STRATEGY_KEYS:
-        field = defaults[key]
-        values[key] = field.get_default(call_default_factory=True)
-    values["strategy"] = "archetype"
+    """The archetype twin: identical parameters and seed; validating an archetype config puts
+    the other strategy keys at their defaults."""
+    values = {**config.model_dump(), "strategy": "archetype", "epoch_filtering": False, "batch_filtering": False}
     return make_config(values)
