@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 import torch
 
-from assist.config import make_config
+from assist.api import make_config
 from assist.data import load_dataset
 from assist.engine.trainer import Trainer
 

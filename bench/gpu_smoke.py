@@ -87,7 +87,7 @@ def pipeline_throughput(results: dict) -> None:
 
 def runs(results: dict, data_dir: str) -> None:
     from assist.api import load_data, train
-    from assist.config import make_config
+    from assist.api import make_config
 
     plans = [
         ("mnist", "lenet", dict(epochs=3, batch_size=128, learning_rate=0.05), "batch_filtering=accumulate 512"),

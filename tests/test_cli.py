@@ -43,7 +43,7 @@ def test_config_file_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["batchsize=3"], "unknown key 'batchsize'; valid keys:"),
+    (["batchsize=3"], "unknown key 'batchsize' (did you mean 'batch_size'?); valid keys:"),
     (["batch_size=0"], "batch_size"),
     (["batch_size=-2"], "batch_size"),
     (["learning_rate=-1"], "learning_rate"),
@@ -88,7 +88,7 @@ def test_compare_prints_the_thesis_table(tmp_path):
     assert header.split() == ["metric", "strategy", "train", "test", "ratio"]
     for metric in ("accuracy", "mean loss", "q=0.9 loss", "worst loss"):
         assert any(line.startswith(metric) and "archetype" in line for line in lines)
-    assert sum("batchwise hard" in line for line in lines) == 5  # 4 metric rows + the cost table
+    assert sum("batchwise (hard, acc 16)" in line for line in lines) == 5  # 4 metric rows + the cost table
     assert len(list(tmp_path.iterdir())) == 3
 
 

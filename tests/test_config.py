@@ -2,11 +2,13 @@
 
 import pytest
 
-from assist.config import ConfigError, TrainConfig, apply_overrides, make_config, twin_config
+from assist.config import ConfigError, TrainConfig, apply_overrides
+from assist.api import make_config
+from assist.validation import twin_config
 
 
 @pytest.mark.parametrize("values, fragment", [
-    ({"batchsize": 3}, "unknown key 'batchsize'; valid keys: dataset"),
+    ({"batchsize": 3}, "unknown key 'batchsize' (did you mean 'batch_size'?); valid keys: dataset"),
     ({"batch_size": 0}, "batch_size: Input should be greater than 0"),
     ({"batch_size": -4}, "batch_size"),
     ({"epochs": "many"}, "epochs"),
@@ -71,9 +73,10 @@ def test_accumulation_batch_size_defaults_to_batch_size():
 
 
 def test_archetype_configs_are_canonical():
-    """Options that only matter to strategies are dropped from an archetype, so a grid's
-    archetype corner and a strategic run's twin are the same run."""
-    corner = make_config({"accumulation_batch_size": 128, "filter": "soft", "batch_size": 12})
+    """Strategy options have no effect on the archetype: set on one they are an error naming
+    them, and a strategic run's twin is the plain archetype of the same parameters."""
+    with pytest.raises(ConfigError, match="accumulation_batch_size=128, filter='soft': no effect for strategy "
+                                          "'archetype'"):
+        make_config({"accumulation_batch_size": 128, "filter": "soft", "batch_size": 12})
     twin = twin_config(make_config({"batch_filtering": True, "accumulation_batch_size": 128, "batch_size": 12}))
-    assert corner.accumulation_batch_size is None and corner.filter == "hard"
-    assert corner.model_dump() == twin.model_dump()
+    assert twin.model_dump() == make_config({"batch_size": 12}).model_dump()

@@ -2,11 +2,11 @@
 
 import torch
 
-from assist.config import make_config
+from assist.api import make_config
 from assist.engine.accumulate import BatchAccumulator, Chunk
-from assist.engine.events import Callback
+from assist.events import Callback
 from assist.engine.trainer import Trainer
-from assist.strategies import Selection, Strategy
+from assist.strategies import LoopNeeds, RunSetup, Selection, Strategy, StrategyParams
 
 
 def chunk(n, start=0):
@@ -47,16 +47,15 @@ class AcceptFirst(Strategy):
     """Accepts exactly `per_batch` samples of every raw batch (a deterministic filter)."""
 
     name = "accept_first"
-    needs_scores = True
-    filters = True
 
     def __init__(self, config, per_batch):
-        super().__init__(config)
+        super().__init__(StrategyParams(), RunSetup.from_config(config))
+        self.config = config
         self.per_batch = per_batch
 
-    @property
-    def accumulate(self):
-        return True
+    def needs(self):
+        return LoopNeeds(scores=True, accumulate=True, overflow=self.config.overflow,
+                         starved_epoch=self.config.starved_epoch)
 
     def raw_batch_size(self):
         return self.config.raw_batch_size

@@ -2,8 +2,8 @@
 
 import pytest
 
-from assist.config import make_config
-from assist.engine.events import Callback, EventRecorder
+from assist.api import make_config
+from assist.events import Callback, EventRecorder
 from assist.engine.trainer import Trainer
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from assist.api import config_hash
-from assist.config import twin_config
+from assist.validation import twin_config
 from assist.experiments.plan import expand
 from assist.experiments.spec import SpecError, load_spec, parse_spec, time_minutes
 

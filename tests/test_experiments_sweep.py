@@ -12,7 +12,7 @@ import yaml
 
 from assist.api import train
 from assist.cli import main
-from assist.engine.events import Callback
+from assist.events import Callback
 from assist.experiments.local import LocalPool
 from assist.experiments.locks import lock_holder
 from assist.experiments.runner import RunTask

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from assist.config import make_config
+from assist.api import make_config
 from assist.data.base import ImageDataset, channel_stats
 from assist.engine.trainer import Trainer
 

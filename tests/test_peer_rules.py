@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from assist.config import make_config
+from assist.api import make_config
 from assist.strategies import build_strategy
 from assist.strategies.base import RawBatch, Scores, StrategyContext
 from assist.strategies.importance_sampling import gradient_norm_scores, importance_sample, variance_reduction
@@ -69,7 +69,7 @@ def test_infobatch_strategy_plans_from_training_losses_and_passes_weights():
     ctx = context(n=64)
     assert s.plan_epoch(1, ctx).shape[0] == 64                      # equal initial scores
     losses = torch.cat([torch.full((32,), 0.01), torch.full((32,), 1.0)])
-    s.feedback(torch.arange(64), losses, torch.ones(64, dtype=torch.bool))
+    s.feedback(torch.arange(64), losses, torch.zeros(64, 2), torch.zeros(64, dtype=torch.long))
     plan = s.plan_epoch(2, ctx)
     assert plan.shape[0] == 48 and s.pruned == 16 and (plan >= 32).sum() == 32
     batch = RawBatch(plan[:8], torch.zeros(8, 1), torch.zeros(8, dtype=torch.long))
@@ -102,7 +102,7 @@ def test_selective_backprop_keeps_samples_at_the_predicted_rate():
     s.plan_epoch(1, ctx)                                                # priming: everything
     batch = RawBatch(torch.arange(8), torch.zeros(8, 1), torch.arange(8) % 2)
     assert len(s.select(batch, None, ctx)) == 8
-    assert s.plan_epoch(2, ctx) is not None and s.needs_scores
+    assert s.plan_epoch(2, ctx) is not None and s.needs().scores
     losses = torch.linspace(0.1, 6.4, 64)
     s.history.append(losses)                                            # a full, known history
     kept = torch.zeros(8)
@@ -164,7 +164,7 @@ def test_importance_weights_are_unbiased_by_simulation():
 def test_importance_sampling_switches_on_above_the_papers_threshold():
     s = strategy("importance_sampling", batch_size=64)
     assert s.threshold == pytest.approx((192 + 3 * 64) / (3 * 64))
-    assert not s.on and not s.needs_scores and s.raw_batch_size() == 64
+    assert not s.on and not s.needs().scores and s.raw_batch_size() == 64
     ctx = context(n=400, batch_size=64)
     s.plan_epoch(1, ctx)
     batch = RawBatch(torch.arange(64), torch.zeros(64, 1), torch.zeros(64, dtype=torch.long))
@@ -173,8 +173,8 @@ def test_importance_sampling_switches_on_above_the_papers_threshold():
     confident[:, 0] = 10.0
     confident[:4, 0] = -10.0                                           # four hard samples, the rest learned
     for _ in range(40):
-        s.feedback_logits(batch.indices, confident, batch.y)
-    assert s.tau > s.threshold and s.on and s.needs_scores and s.raw_batch_size() == 192
+        s.feedback(batch.indices, torch.zeros(len(batch)), confident, batch.y)
+    assert s.tau > s.threshold and s.on and s.needs().scores and s.raw_batch_size() == 192
     big = RawBatch(torch.arange(192), torch.zeros(192, 1), torch.zeros(192, dtype=torch.long))
     sel = s.select(big, Scores(confident.repeat(3, 1), torch.zeros(192)), ctx)
     assert len(sel) == 64 and sel.weights is not None
@@ -190,10 +190,11 @@ def test_ordered_sgd_shrinks_q_with_the_epochs_accuracy_and_never_grows_it():
     s = strategy("ordered_sgd", batch_size=16)
     ctx = context(n=64, batch_size=16)
     s.plan_epoch(1, ctx)
-    assert s.q == 16 and not s.needs_scores
-    s.feedback(torch.arange(16), torch.zeros(16), torch.arange(16) < 15)     # 15/16 = 93.75 %
+    assert s.q == 16 and not s.needs().scores
+    labels = (torch.arange(16) == 15).long()                                 # logits all say class 0
+    s.feedback(torch.arange(16), torch.zeros(16), torch.eye(2)[[0] * 16], labels)  # 15/16 = 93.75 %
     s.plan_epoch(2, ctx)
-    assert s.q == 4 and s.needs_scores
+    assert s.q == 4 and s.needs().scores
     logits = torch.zeros(16, 2)
     batch = RawBatch(torch.arange(16), torch.zeros(16, 1), torch.ones(16, dtype=torch.long))  # all wrong
     losses = torch.arange(16.0)
@@ -207,14 +208,14 @@ def test_random_subset_keeps_the_fraction_of_each_raw_batch_and_of_the_epoch():
     s = strategy("random_subset", batch_size=20, fraction=0.3)
     ctx = context(n=100, batch_size=20)
     plan = s.plan_epoch(1, ctx)
-    assert plan.shape[0] == 100 and s.accumulate
+    assert plan.shape[0] == 100 and s.needs().accumulate
     batch = RawBatch(plan[:20], torch.zeros(20, 1), torch.zeros(20, dtype=torch.long))
     picks = [s.select(batch, None, ctx).keep for _ in range(200)]
     assert all(len(p) == 6 and len(set(p.tolist())) == 6 for p in picks)
     assert len({tuple(p.tolist()) for p in picks}) > 100                      # random, not fixed
     e = strategy("random_subset", batch_size=20, fraction=0.3, mode="epoch")
     plan = e.plan_epoch(1, context(n=100, batch_size=20))
-    assert plan.shape[0] == 30 and len(set(plan.tolist())) == 30 and not e.accumulate
+    assert plan.shape[0] == 30 and len(set(plan.tolist())) == 30 and not e.needs().accumulate
 
 
 # ---------------------------------------------------------------- options

@@ -6,9 +6,9 @@ import time
 import pytest
 import torch
 
-from assist.config import make_config
-from assist.engine.events import Callback
-from assist.engine.trainer import Trainer
+from assist.api import make_config
+from assist.events import Callback
+from assist.engine.trainer import Trainer, fit_reference
 from assist.strategies import build_strategy
 from assist.strategies.base import RawBatch, Scores, StrategyContext
 
@@ -75,15 +75,14 @@ def drive(strategy, ctx, labels, plan, start, stop, epoch_step):
         position += size
         y = labels[indices]
         logits, losses = fake_forward(indices, y, step)
-        scores = Scores(logits, losses) if strategy.needs_scores else None
+        scores = Scores(logits, losses) if strategy.needs().scores else None
         selection = strategy.select(RawBatch(indices, torch.zeros(len(indices), 1), y), scores, ctx)
         weights = None if selection.weights is None else selection.weights.tolist()
         log.append((indices.tolist(), selection.keep.tolist(), weights))
         kept = indices[selection.keep]
         if len(kept):
             logits, losses = fake_forward(kept, labels[kept], step + 1)
-            strategy.feedback(kept, losses, logits.argmax(1) == labels[kept])
-            strategy.feedback_logits(kept, logits, labels[kept])
+            strategy.feedback(kept, losses, logits, labels[kept])
         step += 1
     return log, step
 
@@ -99,8 +98,9 @@ def test_state_restored_mid_epoch_gives_identical_decisions(name, options, toy_d
             shuffle.set_state(shuffle_state)
             select.set_state(select_state)
         return StrategyContext(num_samples=toy_data.num_train, batch_size=16, epochs=4, shuffle_generator=shuffle,
-                               select_generator=select, score_indices=None, labels=labels,
-                               extras={"data": toy_data})
+                               select_generator=select, score_indices=None, labels=labels, data=toy_data,
+                               train_reference=lambda spec: fit_reference(toy_data, spec, device="cpu",
+                                                                          eval_batch_size=1024))
 
     original, ctx = build_strategy(config), context()
     step = 0
@@ -184,7 +184,7 @@ def test_rho_loss_without_data_in_the_context_says_so(tmp_path):
     strategy = build_strategy(config_for("rho_loss", {}, tmp_path))
     ctx = StrategyContext(num_samples=10, batch_size=16, epochs=1, shuffle_generator=torch.Generator(),
                           select_generator=torch.Generator(), score_indices=None)
-    with pytest.raises(ValueError, match="extras\\['data'\\]"):
+    with pytest.raises(ValueError, match="needs the in-memory data set"):
         strategy.plan_epoch(1, ctx)
 
 

@@ -14,9 +14,9 @@ import torch
 
 from assist.api import train
 from assist.cli import main, resolve_values
-from assist.config import make_config
+from assist.api import make_config
 from assist.engine.checkpoint import checkpoint_paths, load_latest_checkpoint
-from assist.engine.events import Callback
+from assist.events import Callback
 from assist.metrics.system import system_metrics
 from assist.tracking import RunDirError, RunStore
 

@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
-from assist.config import make_config, twin_config
-from assist.engine.trainer import Trainer, build_model
+from assist.api import make_config
+from assist.validation import twin_config
+from assist.engine.trainer import Trainer
+from assist.models import build_model
 from assist.strategies import STRATEGIES
 
 REQUIRED_KEYS = {
@@ -60,7 +62,7 @@ def test_run_and_twin_share_initial_weights_and_first_shuffle(name, toy_data):
     plans = []
     for cfg in (config, twin):
         trainer = Trainer(cfg, toy_data)
-        g = trainer.context.shuffle_generator
+        g = trainer.step.context.shuffle_generator
         plans.append(torch.randperm(toy_data.num_train, generator=g))
     assert torch.equal(plans[0], plans[1])
 
@@ -75,7 +77,7 @@ def test_global_rng_is_untouched(toy_data):
 def test_batchwise_filtering_trains_only_on_misclassified(toy_data):
     seen = []
 
-    class Check(__import__("assist.engine.events", fromlist=["Callback"]).Callback):
+    class Check(__import__("assist.events", fromlist=["Callback"]).Callback):
         def on_batch_selected(self, trainer, *, batch, selection, **info):
             logits = trainer.model.eval()(batch.x)
             wrong = (logits.argmax(1) != batch.y).nonzero().flatten()
@@ -120,7 +122,7 @@ def test_divergence_marks_run_failed(toy_data):
 def test_epochwise_replay_trains_on_the_view_it_scored(toy_data):
     """With epoch_filter_augmentation=replay the trained view of a sample is the one the
     epochwise filter scored (hard filtering with augmentation)."""
-    from assist.engine.events import Callback
+    from assist.events import Callback
 
     class Capture(Callback):
         def __init__(self):
@@ -135,14 +137,14 @@ def test_epochwise_replay_trains_on_the_view_it_scored(toy_data):
                             epoch_filter_augmentation=mode)
         capture = Capture()
         trainer = Trainer(config, toy_data, callbacks=[capture])
-        original = trainer.score_indices
+        original = trainer.step.score_indices
 
         def recording(indices):
             for i in indices.tolist():
                 capture.scored[i] = trainer.fetch(indices[indices == i])[0][0].clone()
             return original(indices)
 
-        trainer.context.score_indices = recording
+        trainer.step.context.score_indices = recording
         state = trainer.fit()
         return capture, state
 

@@ -175,7 +175,8 @@ def test_missing_package_is_a_clear_error_before_the_run_directory_exists(tmp_pa
 
 
 def test_unknown_tracker_is_a_config_error():
-    from assist.config import ConfigError, make_config
+    from assist.api import make_config
+    from assist.config import ConfigError
 
     with pytest.raises(ConfigError, match="trackers"):
         make_config({"trackers": ["neptune"]})
@@ -196,7 +197,7 @@ def test_a_failing_tracker_does_not_stop_training(tmp_path, toy_data, monkeypatc
 def test_a_resumed_run_continues_its_trackers(tracker_env, toy_data):
     """Killed after epoch 3 with the last checkpoint at epoch 2: the resumed run replaces
     epoch 3 in TensorBoard (purge) and continues the same MLflow run."""
-    from assist.engine.events import Callback
+    from assist.events import Callback
 
     class Crash(Callback):
         def on_epoch_end(self, trainer, *, epoch, **info):

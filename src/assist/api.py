@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-from assist.config import TrainConfig, make_config, twin_config
+from assist.config import TrainConfig
 from assist.data.base import DataError, ImageDataset
 from assist.engine.callbacks import RunRecorder
 from assist.engine.checkpoint import Checkpointer, load_latest_checkpoint
-from assist.engine.events import Callback
-from assist.engine.trainer import Trainer, TrainState, build_model
-from assist.strategies import build_strategy
+from assist.events import Callback
+from assist.engine.trainer import Trainer, TrainState
+from assist.models import build_model
+from assist.strategies import build_strategy, strategy_keys
 from assist.tracking import RunStore
 from assist.tracking.trackers import tracker_callbacks
+from assist.validation import twin_config, validate_run
+
+make_config = validate_run  # the public name: a config validated as a whole run
 
 ConfigLike = Union[TrainConfig, dict[str, Any]]
 
@@ -39,7 +43,8 @@ class RunResult:
 
 
 def as_config(config: ConfigLike) -> TrainConfig:
-    return config if isinstance(config, TrainConfig) else make_config(dict(config))
+    """A validated config (``assist.validation.validate_run``) from a mapping or a config."""
+    return validate_run(config)
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -60,17 +65,6 @@ def load_data(config: TrainConfig) -> ImageDataset:
                         seed=config.rng_seed)
 
 
-def check_device(config: TrainConfig) -> None:
-    import torch
-
-    try:
-        device = torch.device(config.device)
-    except RuntimeError:
-        raise ValueError(f"device: {config.device!r} is not a device name (use cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {config.device!r} was asked for but CUDA is not available here")
-
-
 def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bool = False,
           data: Optional[ImageDataset] = None, callbacks: Iterable[Callback] = ()) -> RunResult:
     """Train one run. With ``out`` the run directory is written as training goes; an unfinished
@@ -78,10 +72,10 @@ def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bo
     checked before training (config, data, model/data fit, directory) is checked first, so bad
     input never leaves a half-written run directory."""
     config = as_config(config)
-    check_device(config)
+    apply_threads(config)
     data = data if data is not None else load_data(config)
-    model = build_model(config, data)
-    strategy = build_strategy(config)  # validates strategy_options before anything is written
+    model = build_model(config, data)  # checks that the model takes the data's images
+    strategy = build_strategy(config)
     store, checkpoint, recorders = None, None, []
     trackers = tracker_callbacks(config.trackers, out)  # packages checked before the directory is touched
     if out is not None:
@@ -105,17 +99,22 @@ def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bo
 def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[str, Path, None] = None,
             callbacks_for=None) -> dict[str, RunResult]:
     """Train the archetype twin of ``config`` and each strategic variant, same data and seed.
-    ``strategies`` are override mappings applied on top of ``config``; keys of the result are
-    readable labels, the archetype first."""
-    base = as_config(config)
-    data = load_data(base)
-    runs: dict[str, TrainConfig] = {"archetype": twin_config(base)}
+    ``strategies`` are override mappings applied on top of ``config`` (strategy keys of
+    ``config``, e.g. ``accumulation_batch_size``, apply to every variant and must be taken by
+    each); keys of the result are readable labels, the archetype first. Every run is validated
+    before the first one trains."""
+    values = config.model_dump(exclude_unset=True) if isinstance(config, TrainConfig) else dict(config)
+    taken = set(strategy_keys())
+    shared = validate_run({k: v for k, v in values.items() if k not in taken})
+    runs: dict[str, TrainConfig] = {"archetype": twin_config(shared)}
     for overrides in strategies:
-        values = {**base.model_dump(), **(overrides if isinstance(overrides, dict) else overrides.model_dump())}
-        if "strategy" not in (overrides if isinstance(overrides, dict) else {}):
-            values["strategy"] = None
-        variant = make_config(values)
+        layer = dict(overrides) if not isinstance(overrides, TrainConfig) else overrides.model_dump(exclude_unset=True)
+        merged = {**values, **layer}
+        if "strategy" not in layer:
+            merged["strategy"] = None
+        variant = validate_run(merged)
         runs.setdefault(strategy_label(variant), variant)
+    data = load_data(shared)
     results = {}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for label, run_config in runs.items():
@@ -126,17 +125,19 @@ def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[
 
 
 def strategy_label(config: TrainConfig) -> str:
-    """A short readable name of what makes a run strategic."""
-    if config.strategy == "archetype":
-        return "archetype"
-    parts = [config.strategy]
-    if config.epoch_filtering or config.batch_filtering:
-        parts.append(config.filter)
-        if config.selector:
-            parts.append(f"{config.selector} k={config.select_k:g}" if config.select_k else config.selector)
-        if config.batch_filtering:
-            parts.append(f"acc {config.raw_batch_size}" if config.batch_accumulation else "unstable")
-    return " ".join(parts)
+    """A short readable name of what makes a run strategic (the report's label for it alone)."""
+    from assist.report.keys import strategy_labels
+
+    return strategy_labels({"run": config.model_dump(mode="json")})["run"]
+
+
+def apply_threads(config: TrainConfig) -> None:
+    """``num_threads`` is process-wide, so the entry points apply it (the CLI, ``train``, sweep
+    workers), never a Trainer."""
+    if config.num_threads:
+        import torch
+
+        torch.set_num_threads(config.num_threads)
 
 
 __all__ = ["RunResult", "TrainConfig", "compare", "config_hash", "load_data", "make_config",

@@ -9,7 +9,7 @@ from typing import Optional
 
 import click
 
-from assist.config import ConfigError, apply_overrides, load_config_file, make_config
+from assist.config import ConfigError, apply_overrides, load_config_file
 
 # Errors that are the user's input, not a bug: one line, non-zero exit, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, KeyError, FileNotFoundError,
@@ -41,8 +41,9 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, overrid
     """Train one run. OVERRIDES are key=value pairs (values read as YAML)."""
     from assist.api import run_name, train as train_run
     from assist.engine.callbacks import ProgressReporter
+    from assist.validation import validate_run
 
-    config = make_config(resolve_values(config_file, overrides))
+    config = validate_run(resolve_values(config_file, overrides))
     target = Path(out) if out else Path("runs") / run_name(config)
     result = train_run(config, out=target, restart=restart, callbacks=[ProgressReporter(label=config.strategy)])
     final = result.final
@@ -57,10 +58,12 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, overrid
 @cli.command()
 @click.option("--config", "config_file", type=str, help="YAML file of config keys.")
 @click.option("--out", type=click.Path(file_okay=False), help="Also write each run's directory under DIR.")
-@click.option("--strategies", default="batchwise", show_default=True,
-              help="Comma-separated strategies to compare with the archetype twin.")
+@click.option("--strategies", default=None,
+              help="Comma-separated strategies to compare with the archetype twin "
+                   "[default: the config's strategy, else batchwise].")
 @click.argument("overrides", nargs=-1)
-def compare(config_file: Optional[str], out: Optional[str], strategies: str, overrides: tuple[str, ...]) -> None:
+def compare(config_file: Optional[str], out: Optional[str], strategies: Optional[str],
+            overrides: tuple[str, ...]) -> None:
     """Train the archetype and strategies on the same data and seed; print the thesis table.
 
     Defaults: scikit-learn's bundled digits (offline), FCNet100, 20 epochs."""
@@ -68,14 +71,21 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: str, ove
     from assist.engine.callbacks import ProgressReporter
     from assist.tables import comparison_table, cost_table
 
+    from assist.config import make_config
+
     values = resolve_values(config_file, overrides, COMPARE_DEFAULTS)
-    values.pop("strategy", None)
-    for flag in ("epoch_filtering", "batch_filtering"):
-        values.pop(flag, None)
-    base = make_config(values)
+    chosen = values.pop("strategy", None)
+    flags = {flag: values.pop(flag) for flag in ("epoch_filtering", "batch_filtering") if flag in values}
+    if strategies is None:
+        if chosen is None and flags:  # the thesis's flags name the strategy to compare
+            chosen = make_config(flags).strategy
+        strategies = chosen or "batchwise"
+    elif chosen is not None or flags:
+        raise ConfigError("compare: give the strategies either with --strategies or as strategy=..., not both")
     names = [name.strip() for name in strategies.split(",") if name.strip()]
     variants = [{"strategy": name} for name in names if name != "archetype"]
-    results = compare_runs(base, variants, out=out, callbacks_for=lambda label: [ProgressReporter(label=label)])
+    results = compare_runs(values, variants, out=out, callbacks_for=lambda label: [ProgressReporter(label=label)])
+    base = results["archetype"].config
     click.echo(f"\n{base.dataset} / {base.model}, {base.epochs} epochs, batch {base.batch_size}, seed {base.rng_seed}\n")
     click.echo(comparison_table({label: r.final for label, r in results.items()}))
     click.echo("")
@@ -118,7 +128,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         if os.environ.get("ASSIST_DEBUG"):
             raise
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-        click.echo(f"assist: error: {message}", err=True)
+        for line in message.splitlines() or [""]:  # several bad runs of a sweep: one line each
+            click.echo(f"assist: error: {line}", err=True)
         sys.exit(2)
 
 

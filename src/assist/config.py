@@ -6,8 +6,9 @@ one-line reason. Unknown keys are rejected with the valid ones listed.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Iterable, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,15 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 class ConfigError(ValueError):
     """A config could not be built; the message names the key and the problem."""
 
-
-# Keys that make a run "strategic"; a run's archetype twin is the same config with these
-# at their defaults and strategy="archetype".
-STRATEGY_KEYS: tuple[str, ...] = (
-    "strategy", "epoch_filtering", "batch_filtering", "batch_accumulation",
-    "accumulation_batch_size", "filter", "soft_margin", "selector", "select_k", "select_q",
-    "select_p", "select_buckets", "fill_random", "overflow", "starved_epoch", "scoring_mode",
-    "strategy_options", "epoch_filter_augmentation",
-)
 
 # The thesis's two flags (epoch_filtering, batch_filtering) and the strategy each pair selects.
 THESIS_FLAGS: dict[str, tuple[bool, bool]] = {
@@ -47,12 +39,12 @@ class TrainConfig(BaseModel):
     # --- optimisation (thesis Table 4.1 names)
     epochs: int = Field(default=10, gt=0)
     batch_size: int = Field(default=64, gt=0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     learning_rate: float = Field(default=0.05, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)   # SGD only
     nesterov: bool = False                              # SGD only
     weight_decay: float = Field(default=5e-4, ge=0)
-    amsgrad: bool = False                               # Adam only
+    amsgrad: bool = False                               # Adam and AdamW only
     lr_scheduler: Literal["none", "exponential", "multistep"] = "none"
     gamma: Optional[float] = Field(default=None, gt=0)  # None: 0.995 exponential, 0.1 multistep
     milestone_every: int = Field(default=30, gt=0)      # multistep: decay every n epochs
@@ -118,8 +110,9 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _resolve_strategy(self) -> "TrainConfig":
-        from assist.strategies import STRATEGIES  # late import: strategies import config
-
+        """The thesis's two flags name the four thesis strategies; an explicit ``strategy``
+        must agree with them. Whether a strategy exists and which keys it takes is checked by
+        ``assist.validation.validate_run`` (this module knows no strategies)."""
         derived = _STRATEGY_OF_FLAGS[(self.epoch_filtering, self.batch_filtering)]
         if self.strategy is None:
             object.__setattr__(self, "strategy", derived)
@@ -130,15 +123,6 @@ class TrainConfig(BaseModel):
                 f"strategy={self.strategy!r} conflicts with epoch_filtering={self.epoch_filtering}, "
                 f"batch_filtering={self.batch_filtering} (which select {derived!r})"
             )
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES.names())}")
-        if self.strategy == "archetype":
-            # strategy options have no effect on the archetype: drop them, so that every
-            # archetype with the same parameters and seed is one config (one twin, one hash)
-            for key in STRATEGY_KEYS:
-                if key != "strategy":
-                    field = type(self).model_fields[key]
-                    object.__setattr__(self, key, field.get_default(call_default_factory=True))
         if self.strategy in THESIS_FLAGS:
             epoch_filtering, batch_filtering = THESIS_FLAGS[self.strategy]
             object.__setattr__(self, "epoch_filtering", epoch_filtering)
@@ -156,13 +140,34 @@ class TrainConfig(BaseModel):
         return 0.995 if self.lr_scheduler == "exponential" else 0.1
 
 
-def _format_validation_error(error: ValidationError) -> str:
+# Names people type for a key, from other tools' conventions.
+_ALIASES = {"lr": "learning_rate", "seed": "rng_seed", "bs": "batch_size", "wd": "weight_decay",
+            "scheduler": "lr_scheduler", "aug": "data_augmentation", "augmentation": "data_augmentation",
+            "epoch": "epochs", "raw_batch_size": "accumulation_batch_size", "opt": "optimizer"}
+
+
+def did_you_mean(key: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a mistyped key, or an empty string."""
+    valid = list(valid)
+    guess = _ALIASES.get(key) if _ALIASES.get(key) in valid else None
+    if guess is None:
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.75)
+        guess = close[0] if close else None
+    return f" (did you mean {guess!r}?)" if guess else ""
+
+
+def unknown_config_key(loc: tuple) -> str:
+    key = ".".join(str(p) for p in loc)
+    return f"unknown key {key!r}{did_you_mean(key, TrainConfig.model_fields)}; valid keys: {', '.join(TrainConfig.model_fields)}"
+
+
+def format_validation_error(error: ValidationError, unknown: Callable[[tuple], str] = unknown_config_key) -> str:
+    """One line naming every offending key; ``unknown(loc)`` words an unknown key."""
     problems = []
     for item in error.errors():
         key = ".".join(str(p) for p in item["loc"]) or "config"
         if item["type"] == "extra_forbidden":
-            valid = ", ".join(TrainConfig.model_fields)
-            problems.append(f"unknown key {key!r}; valid keys: {valid}")
+            problems.append(unknown(tuple(item["loc"])))
         else:
             message = item["msg"].removeprefix("Value error, ")
             value = item.get("input")
@@ -171,12 +176,17 @@ def _format_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def config_default(key: str) -> Any:
+    """The default of config key ``key``."""
+    return TrainConfig.model_fields[key].get_default(call_default_factory=True)
+
+
 def make_config(values: dict[str, Any]) -> TrainConfig:
     """Validate a mapping into a TrainConfig, raising ConfigError with one readable line."""
     try:
         return TrainConfig(**values)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(error)) from None
+        raise ConfigError(format_validation_error(error)) from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -195,17 +205,27 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def merge_dotted(values: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``values`` updated by ``layer``; a dotted key (``strategy_options.ratio``) sets one
+    entry of a mapping-valued key. The one merge of overrides, config files and sweep layers."""
+    merged = dict(values)
+    for key, value in layer.items():
+        if "." not in key:
+            merged[key] = value
+            continue
+        head, tail = key.split(".", 1)
+        nested = merged.get(head)
+        if nested is not None and not isinstance(nested, dict):
+            raise ConfigError(f"{key}: {head!r} holds {nested!r}, not a mapping, so it has no entry {tail!r}")
+        merged[head] = merge_dotted(dict(nested or {}), {tail: value})
+    return merged
+
+
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     merged = dict(values)
     for text in overrides:
         key, value = parse_override(text)
-        if "." in key:
-            head, tail = key.split(".", 1)
-            nested = dict(merged.get(head) or {})
-            nested[tail] = value
-            merged[head] = nested
-        else:
-            merged[key] = value
+        merged = merge_dotted(merged, {key: value})
     return merged
 
 
@@ -220,10 +240,3 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
     return data
-
-
-def twin_config(config: TrainConfig) -> TrainConfig:
-    """The archetype twin: identical parameters and seed; validating an archetype config puts
-    the other strategy keys at their defaults."""
-    values = {**config.model_dump(), "strategy": "archetype", "epoch_filtering": False, "batch_filtering": False}
-    return make_config(values)

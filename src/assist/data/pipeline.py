@@ -114,3 +114,11 @@ class BatchPipeline:
             # a pinned copy lets the transfer below run without blocking the host
             indices = torch.empty(indices.shape, dtype=indices.dtype, pin_memory=True).copy_(indices)
         return indices.to(self.device, non_blocking=True)
+
+
+def resolve_augmentation(data_augmentation: bool | None, recipe: str, data: ImageDataset) -> str:
+    """The augmentation recipe a run uses: the data set's default when ``data_augmentation``
+    is unset, ``recipe`` when it is on, "none" when off."""
+    if data_augmentation is None:
+        return data.default_augmentation
+    return recipe if data_augmentation else "none"

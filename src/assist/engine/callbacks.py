@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional, TextIO
 
-from assist.engine.events import Callback
+from assist.events import Callback
 from assist.tracking import RunStore
 
 

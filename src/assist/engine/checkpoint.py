@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from assist.engine.events import Callback
+from assist.events import Callback
 
 KEEP = 2
 

@@ -11,6 +11,9 @@ def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":  # decoupled weight decay (RHO-LOSS's reference model, DivBS)
+        return torch.optim.AdamW(params, lr=config.learning_rate, amsgrad=config.amsgrad,
+                                 weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=config.learning_rate, amsgrad=config.amsgrad,
                             weight_decay=config.weight_decay)
 

@@ -1,8 +1,9 @@
-"""The training loop: Algorithm 1 with the five decision points of DESIGN.md.
+"""The training loop: Algorithm 1 with the decision points of docs/architecture.md.
 
-Read top to bottom: ``fit`` runs epochs; ``run_epoch`` asks the strategy for a plan, walks
-it in raw batches, scores and selects each, accumulates or trains directly, then applies the
-end-of-epoch policy and evaluates. The strategy decides; callbacks observe.
+Read top to bottom: ``fit`` runs epochs; ``run_epoch`` asks the selection step for the
+epoch's plan, walks it in raw batches, hands each to the step and trains every batch the
+step hands back, then closes the epoch (the starved-epoch policy) and evaluates. The
+strategy decides (through :class:`~assist.engine.step.SelectionStep`); callbacks observe.
 """
 
 from __future__ import annotations
@@ -11,40 +12,29 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from assist.config import TrainConfig
+from assist.config import TrainConfig, make_config
 from assist.data.augment import index_params
 from assist.data.base import ImageDataset
-from assist.data.pipeline import BatchPipeline
-from assist.engine.accumulate import BatchAccumulator, Chunk, concat
-from assist.engine.events import Callback, Event
+from assist.data.pipeline import BatchPipeline, resolve_augmentation
+from assist.engine.accumulate import Chunk
 from assist.engine.optim import build_optimizer, build_scheduler
+from assist.engine.step import SelectionStep
+from assist.events import Callback, Event
 from assist.metrics import loss_statistics, system_metrics
-from assist.strategies import RawBatch, Scores, Strategy, StrategyContext, build_strategy
+from assist.models import build_model
+from assist.rng import Stream, generator
+from assist.strategies import ReferenceResult, ReferenceSpec, Strategy, build_strategy
+
+#: the run's generators, by name in checkpoints
+GENERATORS = {"shuffle": Stream.SHUFFLE, "augment": Stream.AUGMENT, "select": Stream.SELECT,
+              "eval_subset": Stream.EVAL_SUBSET}
 
 
 class DivergedError(RuntimeError):
     """The training loss became non-finite."""
-
-
-def derived_generator(seed: int, stream: int, device: str = "cpu") -> torch.Generator:
-    """An independent generator per purpose (shuffle, augment, select, ...) from one seed."""
-    state = np.random.SeedSequence([seed, stream]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state) & ((1 << 63) - 1))
-
-
-@dataclass
-class EpochCounters:
-    steps: int = 0
-    samples_scored: int = 0
-    samples_trained: int = 0
-    raw_batches: int = 0
-    offered: int = 0
-    accepted: int = 0
-    overflow_discarded: int = 0
 
 
 @dataclass
@@ -60,35 +50,18 @@ class TrainState:
     reason: Optional[str] = None
 
 
-def resolve_augmentation(config: TrainConfig, data: ImageDataset) -> str:
-    if config.data_augmentation is None:
-        return data.default_augmentation
-    return config.augmentation_recipe if config.data_augmentation else "none"
-
-
-def build_model(config: TrainConfig, data: ImageDataset) -> torch.nn.Module:
-    """The model, initialised from ``rng_seed`` alone: twins start from identical weights and
-    the process's global RNG is left untouched."""
-    from assist.models import create_model
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.rng_seed)
-        return create_model(config.model, in_channels=data.in_channels,
-                            num_classes=data.num_classes, image_size=data.image_size)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, data: ImageDataset, *, model: Optional[torch.nn.Module] = None,
-                 strategy: Optional[Strategy] = None, callbacks: Iterable[Callback] = ()) -> None:
+                 strategy: Optional[Strategy] = None, callbacks: Iterable[Callback] = (),
+                 evaluate: bool = True) -> None:
         self.config = config
         self.data = data
         self.device = torch.device(config.device)
-        if config.num_threads:
-            torch.set_num_threads(config.num_threads)
         self.model = (model or build_model(config, data)).to(self.device)
         self.strategy = strategy or build_strategy(config)
         self.callbacks = list(callbacks)
-        self.augmentation = resolve_augmentation(config, data)
+        self.evaluate_epochs = evaluate  # False: no per-epoch evaluation (reference models)
+        self.augmentation = resolve_augmentation(config.data_augmentation, config.augmentation_recipe, data)
         self.train_data = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std,
                                         augmentation=self.augmentation, device=self.device)
         self.train_eval_data = BatchPipeline(self.train_data.images, self.train_data.labels, data.mean,
@@ -97,18 +70,21 @@ class Trainer:
                                        augmentation="none", device=self.device)
         self.optimizer = build_optimizer(config, self.model.parameters())
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.accumulator = BatchAccumulator(config.batch_size, self.strategy.overflow)
-        seed = config.rng_seed
-        self.generators = {name: derived_generator(seed, stream) for stream, name in
-                           enumerate(("shuffle", "augment", "select", "eval_subset"))}
+        self.generators = {name: generator(config.rng_seed, stream) for name, stream in GENERATORS.items()}
         self.train_eval_indices = self._train_eval_subset()
-        self.context = StrategyContext(
-            num_samples=data.num_train, batch_size=config.batch_size, epochs=config.epochs,
+        self.step = SelectionStep(
+            self.strategy, num_samples=data.num_train, batch_size=config.batch_size, epochs=config.epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
-            score_indices=self.score_indices, labels=data.train_labels, extras={"data": data})
+            fetch=self.fetch, eval_batch_size=config.eval_batch_size, model=self.model,
+            num_classes=data.num_classes, labels=data.train_labels, data=data, train_reference=self.fit_reference,
+            emit=self.emit)
         self.state = TrainState()
-        self.counters = EpochCounters()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
+
+    @property
+    def counters(self):
+        """The current epoch's counters (owned by the selection step)."""
+        return self.step.counters
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event, **info: Any) -> None:
@@ -130,27 +106,35 @@ class Trainer:
         return self.state
 
     def run_epoch(self, epoch: int, started: float) -> dict[str, Any]:
-        self.counters = EpochCounters()
         epoch_start = time.perf_counter()
         self.emit(Event.EPOCH_START, epoch=epoch)
         if self.config.epoch_filter_augmentation == "replay" and self.augmentation != "none":
             # one augmentation draw per sample for the whole epoch, shared by scoring and training
             self.replay_params = self.train_data.sample_params(self.data.num_train, self.generators["augment"])
-        plan = self.strategy.plan_epoch(epoch, self.context)
+        plan = self.step.plan(epoch)
         self.emit(Event.EPOCH_PLANNED, epoch=epoch, plan=plan)
         start, total = 0, int(plan.shape[0])
         while start < total:
-            # asked per raw batch: a strategy may change it mid-epoch (importance sampling)
-            raw_size = self.strategy.raw_batch_size()
-            self.train_raw_batch(plan[start:start + raw_size])
-            start += raw_size
-        starved = self.end_of_epoch_policy(epoch)
-        self.emit(Event.EPOCH_TRAINED, epoch=epoch, starved=starved)
+            indices = plan[start:start + self.step.raw_batch_size()]
+            self.emit(Event.BATCH_START, indices=indices)
+            x, y = self.fetch(indices)
+            for chunk in self.step.offer(indices, x, y):
+                self.train_step(chunk)
+            self.emit(Event.BATCH_END, indices=indices)
+            start += int(indices.shape[0])
+        closing = self.step.close_epoch()
+        for chunk in closing.batches:  # the starved-epoch policy's batch, in the usual event frame
+            self.emit(Event.BATCH_START, indices=chunk.indices)
+            self.train_step(chunk)
+            self.emit(Event.BATCH_END, indices=chunk.indices)
+        if closing.stop_reason is not None:
+            self.state.status, self.state.reason = "completed", closing.stop_reason
+        self.emit(Event.EPOCH_TRAINED, epoch=epoch, starved=closing.starved)
         if self.scheduler is not None:
             self.scheduler.step()
         train_seconds = time.perf_counter() - epoch_start
         self.state.train_time_s += train_seconds
-        row = self.metrics_row(epoch, starved)
+        row = self.metrics_row(epoch, closing.starved)
         self.state.wall_clock_s = time.perf_counter() - started
         row.update(epoch_time_s=time.perf_counter() - epoch_start, train_time_s=self.state.train_time_s,
                    wall_clock_s=self.state.wall_clock_s)
@@ -159,87 +143,12 @@ class Trainer:
         self.emit(Event.EPOCH_END, epoch=epoch, metrics=row)
         return row
 
-    def train_raw_batch(self, indices: torch.Tensor) -> None:
-        self.emit(Event.BATCH_START, indices=indices)
-        x, y = self.fetch(indices)
-        batch = RawBatch(indices=indices, x=x, y=y)
-        scores = None
-        if self.strategy.needs_scores:
-            scores = self.score(x, y)
-            self.emit(Event.BATCH_SCORED, batch=batch, scores=scores)
-        selection = self.strategy.select(batch, scores, self.context)
-        self.emit(Event.BATCH_SELECTED, batch=batch, selection=selection)
-        keep = selection.keep.to(self.device)
-        self.counters.raw_batches += 1
-        self.counters.offered += len(batch)
-        self.counters.accepted += len(selection)
-        chunk = Chunk(x[keep], y[keep], indices[keep.cpu()], selection.weights)
-        if not self.strategy.accumulate:
-            if len(chunk):
-                self.train_step(chunk)
-        else:
-            self.accumulator.add(chunk)
-            while self.accumulator.ready():
-                filled, discarded = self.accumulator.pop()
-                self.counters.overflow_discarded += discarded
-                self.train_step(filled)
-        self.emit(Event.BATCH_END, indices=indices)
-
-    def end_of_epoch_policy(self, epoch: int) -> bool:
-        """"Nothing left to learn" (SEED-GUIDE.md): a filtering strategy whose epoch accepted
-        fewer samples than one batch is *starved*; the configured policy decides what follows.
-        ``wait`` (the thesis) keeps any buffered samples for the next epoch."""
-        if not self.strategy.filters:
-            return False
-        starved = self.counters.accepted < self.config.batch_size
-        if not starved:
-            return False
-        policy = self.config.starved_epoch
-        if policy == "partial" and self.strategy.accumulate:
-            partial = self.accumulator.pop_partial()
-            if partial is not None:
-                self.train_step(partial)
-        elif policy == "fill_random":
-            buffered = self.accumulator.pop_partial() if self.strategy.accumulate else None
-            have = 0 if buffered is None else len(buffered)
-            extra = torch.randint(self.data.num_train, (self.config.batch_size - have,),
-                                  generator=self.generators["select"])
-            x, y = self.train_data.batch(extra, self.generators["augment"])
-            filler = Chunk(x, y, extra, None)
-            self.train_step(filler if buffered is None else concat([buffered, filler]))
-        elif policy == "stop":
-            self.state.status = "completed"
-            self.state.reason = (f"converged: epoch {epoch} accepted {self.counters.accepted} samples, "
-                                 f"fewer than batch_size={self.config.batch_size}")
-        return True
-
     # ------------------------------------------------------------------ forward passes
     def fetch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training inputs for ``indices``: a fresh augmented view, or the epoch's replayed one."""
         if self.replay_params is not None:
             return self.train_data.batch(indices, params=index_params(self.replay_params, indices))
         return self.train_data.batch(indices, self.generators["augment"])
-
-    @torch.no_grad()
-    def score(self, x: torch.Tensor, y: torch.Tensor) -> Scores:
-        """No-grad forward for selection; eval mode unless ``scoring_mode=train``."""
-        self.model.train(self.config.scoring_mode == "train")
-        logits = self.model(x)
-        self.counters.samples_scored += int(y.shape[0])
-        return Scores(logits=logits, losses=F.cross_entropy(logits, y, reduction="none"))
-
-    def score_indices(self, indices: torch.Tensor) -> tuple[Scores, torch.Tensor]:
-        """Score training samples by index, in chunks (used by epochwise filtering)."""
-        parts, labels = [], []
-        for start in range(0, int(indices.shape[0]), self.config.eval_batch_size):
-            x, y = self.fetch(indices[start:start + self.config.eval_batch_size])
-            parts.append(self.score(x, y))
-            labels.append(y)
-        if not parts:
-            empty = torch.empty(0, device=self.device)
-            return Scores(empty.reshape(0, self.data.num_classes), empty), empty.long()
-        return (Scores(torch.cat([p.logits for p in parts]), torch.cat([p.losses for p in parts])),
-                torch.cat(labels))
 
     def train_step(self, chunk: Chunk) -> None:
         self.model.train()
@@ -253,27 +162,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        n = int(chunk.y.shape[0])
-        self.counters.steps += 1
-        self.counters.samples_trained += n
         self.state.total_steps += 1
-        self.strategy.feedback(chunk.indices, losses.detach(), logits.detach().argmax(1) == chunk.y)
-        self.strategy.feedback_logits(chunk.indices, logits.detach(), chunk.y)
-        self.emit(Event.STEP_END, batch_size=n, loss=loss.detach())
+        self.step.feedback(chunk.indices, losses, logits, chunk.y)
+        self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=loss.detach())
 
-    @torch.no_grad()
     def evaluate(self, pipeline: BatchPipeline, indices: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample losses and correctness over a split (or a subset of it), eval mode."""
-        self.model.eval()
-        if indices is None:
-            indices = torch.arange(int(pipeline.labels.shape[0]))
-        losses, correct = [], []
-        for start in range(0, int(indices.shape[0]), self.config.eval_batch_size):
-            x, y = pipeline.batch(indices[start:start + self.config.eval_batch_size], None)
-            logits = self.model(x)
-            losses.append(F.cross_entropy(logits, y, reduction="none"))
-            correct.append(logits.argmax(1) == y)
-        return torch.cat(losses), torch.cat(correct)
+        return per_sample_losses(self.model, pipeline, indices, self.config.eval_batch_size)
+
+    def fit_reference(self, spec: ReferenceSpec) -> ReferenceResult:
+        """A reference model for the strategy (RHO-LOSS), trained by this trainer's class."""
+        return fit_reference(self.data, spec, device=self.config.device, eval_batch_size=self.config.eval_batch_size)
 
     # ------------------------------------------------------------------ metrics
     def _train_eval_subset(self) -> Optional[torch.Tensor]:
@@ -283,26 +182,21 @@ class Trainer:
         return torch.randperm(self.data.num_train, generator=self.generators["eval_subset"])[:size].sort().values
 
     def metrics_row(self, epoch: int, starved: bool) -> dict[str, Any]:
-        c = self.counters
-        self.state.cum_samples_scored += c.samples_scored
-        self.state.cum_samples_trained += c.samples_trained
-        accumulate = self.strategy.accumulate
+        stats = self.step.stats()
+        self.state.cum_samples_scored += stats["samples_scored"]
+        self.state.cum_samples_trained += stats["samples_trained"]
         row: dict[str, Any] = {
             "epoch": epoch, "rng_seed": self.config.rng_seed, "strategy": self.strategy.name,
-            "steps": c.steps, "total_steps": self.state.total_steps,
-            "samples_scored": c.samples_scored, "samples_trained": c.samples_trained,
+            "total_steps": self.state.total_steps,
             "cum_samples_scored": self.state.cum_samples_scored,
             "cum_samples_trained": self.state.cum_samples_trained,
             "learning_rate": self.optimizer.param_groups[0]["lr"],
-            "raw_batches": c.raw_batches, "accepted": c.accepted,
-            "acceptance_ratio": c.accepted / c.offered if c.offered else None,
-            "raw_batches_per_step": (c.raw_batches / c.steps if c.steps else None) if accumulate else None,
-            "overflow_discarded": c.overflow_discarded if accumulate else None,
-            "buffered": self.accumulator.size if accumulate else None,
+            **stats,
             "starved": starved, "augmentation": self.augmentation,
             "augmentation_view": "replayed" if self.replay_params is not None else "fresh",
         }
-        row.update(self.strategy.epoch_metrics())
+        if not self.evaluate_epochs:
+            return row
         evaluate_train = epoch % self.config.train_eval_every == 0 or epoch == self.config.epochs
         if evaluate_train:
             row.update(loss_statistics("train", *self.evaluate(self.train_eval_data, self.train_eval_indices)))
@@ -322,8 +216,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "generators": {name: g.get_state() for name, g in self.generators.items()},
-            "strategy": self.strategy.state_dict(),
-            "accumulator": self.accumulator.state_dict(),
+            **self.step.state_dict(),   # strategy, accumulator, counters, epoch
             "state": dict(vars(self.state)),
         }
 
@@ -334,8 +227,7 @@ class Trainer:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         for name, g_state in checkpoint["generators"].items():
             self.generators[name].set_state(g_state)
-        self.strategy.load_state_dict(checkpoint["strategy"])
-        self.accumulator.load_state_dict(checkpoint["accumulator"], self.device)
+        self.step.load_state_dict(checkpoint, self.device)
         self.state = TrainState(**checkpoint["state"])
 
     def summary(self) -> dict[str, Any]:
@@ -345,3 +237,43 @@ class Trainer:
                 "total_steps": self.state.total_steps, "wall_clock_s": self.state.wall_clock_s,
                 "train_time_s": self.state.train_time_s, "rng_seed": self.config.rng_seed,
                 "strategy": self.strategy.name, "final": last}
+
+
+@torch.no_grad()
+def per_sample_losses(model: torch.nn.Module, pipeline: BatchPipeline, indices: Optional[torch.Tensor],
+                      batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample cross-entropy and correctness of ``model`` (eval mode) over a split, or
+    over ``indices`` of it, without augmentation."""
+    model.eval()
+    if indices is None:
+        indices = torch.arange(int(pipeline.labels.shape[0]))
+    losses, correct = [], []
+    for start in range(0, int(indices.shape[0]), batch_size):
+        x, y = pipeline.batch(indices[start:start + batch_size], None)
+        logits = model(x)
+        losses.append(F.cross_entropy(logits, y, reduction="none"))
+        correct.append(logits.argmax(1) == y)
+    if not losses:
+        return torch.empty(0, device=pipeline.device), torch.empty(0, dtype=torch.bool, device=pipeline.device)
+    return torch.cat(losses), torch.cat(correct)
+
+
+def fit_reference(data: ImageDataset, spec: ReferenceSpec, *, device: str, eval_batch_size: int) -> ReferenceResult:
+    """Train a reference model on ``spec.train_indices`` of ``data``'s training split with the
+    Trainer (archetype, AdamW, no augmentation, no per-epoch evaluation; seeded by
+    ``spec.seed``), and return its loss on every training sample with the cost."""
+    started = time.perf_counter()
+    held = spec.train_indices.cpu().long()
+    subset = ImageDataset(f"{data.name}[reference]", data.train_images[held], data.train_labels[held],
+                          data.test_images[:0], data.test_labels[:0], data.num_classes, data.mean, data.std,
+                          data.classes, "none")
+    config = make_config({"dataset": data.name, "model": spec.model, "epochs": spec.epochs,
+                          "batch_size": spec.batch_size, "optimizer": "adamw", "learning_rate": spec.learning_rate,
+                          "weight_decay": spec.weight_decay, "rng_seed": spec.seed, "data_augmentation": False,
+                          "device": device, "eval_batch_size": eval_batch_size})
+    trainer = Trainer(config, subset, evaluate=False)
+    state = trainer.fit()
+    everything = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std, device=trainer.device)
+    losses, _ = per_sample_losses(trainer.model, everything, None, eval_batch_size)
+    return ReferenceResult(losses=losses.float().cpu(), samples_trained=state.cum_samples_trained,
+                           samples_scored=data.num_train, seconds=time.perf_counter() - started)

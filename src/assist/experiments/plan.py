@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from assist.api import config_hash
-from assist.config import STRATEGY_KEYS, ConfigError, TrainConfig, make_config, twin_config
+from assist.config import ConfigError, TrainConfig, config_default, merge_dotted
+from assist.strategies import strategy_keys
+from assist.validation import twin_config, validate_run
 from assist.experiments.spec import SpecError, SweepSpec
 
 
@@ -48,12 +50,7 @@ def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
     """Later layers win; ``strategy_options.x`` sets one entry of the strategy_options dict."""
     merged: dict[str, Any] = {}
     for layer in layers:
-        for key, value in layer.items():
-            if "." in key:
-                head, tail = key.split(".", 1)
-                merged[head] = {**(merged.get(head) or {}), tail: value}
-            else:
-                merged[key] = value
+        merged = merge_dotted(merged, layer)
     return merged
 
 
@@ -74,22 +71,25 @@ def expand(spec: SweepSpec, source: str = "spec") -> list[PlannedRun]:
         if experiment and experiment not in run.experiments:
             run.experiments.append(experiment)
 
+    problems: list[str] = []
     for experiment, params in experiments.items():
         for variant in _variants(params):
             for point in _product(spec.grid):
                 for seed in seeds:
                     layers = [spec.base, point, variant] + ([{"rng_seed": seed}] if seed is not None else [])
-                    values = _merge(*layers)
                     try:
-                        config = make_config(values)
+                        config = validate_run(_merge(*layers))
                     except ConfigError as error:
                         where = f"experiment {experiment!r}, " if experiment else ""
                         chosen = {**point, **variant, **({"rng_seed": seed} if seed is not None else {})}
-                        raise SpecError(f"{source}: {where}run with {_describe(chosen)}: {error}") from None
+                        problems.append(f"{source}: {where}run with {_describe(chosen)}: {error}")
+                        continue
                     twin = twin_config(config) if spec.twins and config.strategy != "archetype" else None
                     add(config, experiment, None if twin is None else config_hash(twin))
                     if twin is not None:
                         add(twin, experiment)
+    if problems:  # every bad run, one line each, before anything runs
+        raise SpecError("\n".join(problems))
     planned = list(runs.values())
     varying = varying_keys([run.config for run in planned])
     for run in planned:
@@ -119,10 +119,6 @@ def varying_keys(configs: list[TrainConfig]) -> list[str]:
     return keys
 
 
-def _default(key: str) -> Any:
-    return TrainConfig.model_fields[key].get_default(call_default_factory=True)
-
-
 def _part(key: str, value: Any) -> str:
     short = _SHORT.get(key, key)
     if key in _VALUE_ONLY:
@@ -142,8 +138,9 @@ def _part(key: str, value: Any) -> str:
 def readable_name(config: TrainConfig, varying: list[str]) -> str:
     """E.g. ``lenet-batchwise-acc64-lr0.1-s0``: the strategy, the keys that vary in the sweep
     (strategy keys only where they differ from their default: a twin has none), the seed."""
-    shown = [k for k in varying if not (k in STRATEGY_KEYS and getattr(config, k) == _default(k))]
-    first = [k for k in shown if k in _VALUE_ONLY and k not in STRATEGY_KEYS]  # dataset, model, ...
+    strategic = strategy_keys()
+    shown = [k for k in varying if not (k in strategic and getattr(config, k) == config_default(k))]
+    first = [k for k in shown if k in _VALUE_ONLY and k not in strategic]  # dataset, model, ...
     parts = [_part(k, getattr(config, k)) for k in first] + [config.strategy]
     parts += [_part(k, getattr(config, k)) for k in shown if k not in first]
     parts.append(f"s{config.rng_seed}")

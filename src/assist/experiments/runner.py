@@ -118,7 +118,7 @@ def run_task(task: RunTask, *, redirect: bool = True, lock_wait_s: float = LOCK_
 
 def _train(task: RunTask, path: Path, restart: bool) -> Outcome:
     from assist.api import train
-    from assist.config import make_config
+    from assist.validation import validate_run
     from assist.engine.callbacks import ProgressReporter
     from assist.engine.checkpoint import checkpoint_paths
 
@@ -132,7 +132,7 @@ def _train(task: RunTask, path: Path, restart: bool) -> Outcome:
           + ("restart" if restart else f"resume from epoch {resumed_from}" if resumed_from is not None else "start"),
           flush=True)
     try:
-        config = make_config(task.config)
+        config = validate_run(task.config)
         result = train(config, out=path, restart=restart, data=_cached_data(config),
                        callbacks=[ProgressReporter(stream=sys.stderr, label=task.name)])
     except Exception as error:  # noqa: BLE001 - a broken run is reported, the sweep goes on

@@ -64,7 +64,7 @@ def check_models_fit(plan: SweepPlan, echo: Callable[[str], None] = print) -> No
     without the files) is only warned about: the runs will load it where they run."""
     from assist.api import load_data
     from assist.data.base import DataError
-    from assist.engine.trainer import build_model
+    from assist.models import build_model
     from assist.experiments.spec import SpecError
 
     loaded: dict[tuple, object] = {}

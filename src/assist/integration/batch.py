@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from assist.engine.accumulate import Chunk
+from assist.engine.step import cross_entropy_losses as cross_entropy_scores  # noqa: F401  (public name)
 
 
 class TrainBatch(NamedTuple):
@@ -17,11 +17,6 @@ class TrainBatch(NamedTuple):
     y: torch.Tensor
     indices: torch.Tensor
     weights: torch.Tensor
-
-
-def cross_entropy_scores(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Default per-sample score loss; equals NLL when the model already outputs log-probabilities."""
-    return F.cross_entropy(outputs.float(), targets, reduction="none")
 
 
 def as_train_batch(chunk: Chunk) -> TrainBatch:

@@ -1,11 +1,11 @@
 """Drive any registered strategy from your own training loop.
 
-The built-in trainer owns the loop; here the user does. ``Selector`` keeps what the trainer
-would keep (the strategy, its generators, the accumulation buffer, the epoch counters) and
-does the strategy's part of each step: score a raw batch with a no-grad forward when the
-strategy asks for it, let it select, gather accepted samples into full batches when it
-accumulates, and hand back ``(x, y, indices, weights)`` to train on. The user's loop keeps
-its optimizer, scheduler, AMP and loss, and returns the per-sample losses via ``feedback``.
+The built-in trainer owns the loop; here the user does. ``Selector`` is a thin adapter between
+DataLoader items and the same :class:`~assist.engine.step.SelectionStep` the built-in trainer
+drives (it owns the strategy, the accumulation buffer and the epoch counters): it reads loader
+batches, moves them to the model's device, and hands back ``(x, y, indices, weights)`` to
+train on. The user's loop keeps its optimizer, scheduler, AMP and loss, and returns the
+per-sample losses via ``feedback``.
 
     selector = Selector("batchwise", IndexedDataset(train_set), batch_size=64, epochs=10, seed=1)
     loader = DataLoader(selector.dataset, batch_size=64, sampler=selector.epoch_sampler())
@@ -20,40 +20,43 @@ its optimizer, scheduler, AMP and loss, and returns the per-sample losses via ``
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from assist.config import STRATEGY_KEYS, make_config
-from assist.engine.accumulate import BatchAccumulator, Chunk, concat
-from assist.engine.trainer import EpochCounters, derived_generator
-from assist.integration.batch import TrainBatch, as_train_batch, cross_entropy_scores, unpack
+from assist.config import ConfigError
+from assist.engine.step import EpochCounters, SelectionStep, cross_entropy_losses
+from assist.engine.trainer import fit_reference
+from assist.integration.batch import TrainBatch, as_train_batch, unpack
 from assist.integration.samplers import EpochBatchSampler, EpochSampler
-from assist.strategies import RawBatch, Scores, StrategyContext, build_strategy
+from assist.rng import Stream, generator
+from assist.strategies import build_strategy, strategy_keys
+from assist.validation import validate_run
 
-# config keys a Selector accepts as options: what shapes the strategy, nothing about the run
-OPTION_KEYS = frozenset(STRATEGY_KEYS) - {"strategy"} | {"eval_batch_size"}
-# the trainer's generator streams, so a Selector draws the same plan as `assist train`
-STREAMS = {"shuffle": 0, "select": 2}
+
+def option_keys() -> frozenset[str]:
+    """Config keys a Selector accepts as options: what shapes the strategy, nothing about the run."""
+    return frozenset(strategy_keys()) - {"strategy"} | {"eval_batch_size"}
 
 
 class Selector:
     """One strategy, driven from a user's loop. Options are config keys, validated by
-    ``make_config`` exactly as for ``assist train`` (e.g. ``filter="soft"``,
-    ``strategy_options={"ratio": 0.3}``)."""
+    ``validate_run`` exactly as for ``assist train`` (e.g. ``filter="soft"``,
+    ``strategy_options={"ratio": 0.3}``). ``data`` (an in-memory ``ImageDataset`` with the
+    same training samples) lets strategies that train a reference model (RHO-LOSS) do so."""
 
     def __init__(self, strategy: str, dataset: Dataset, *, batch_size: int, epochs: int = 1, seed: int = 0,
-                 model: Optional[torch.nn.Module] = None, score_fn: Callable = cross_entropy_scores,
-                 labels: Optional[torch.Tensor] = None, extras: Optional[dict[str, Any]] = None,
+                 model: Optional[torch.nn.Module] = None, score_fn: Callable = cross_entropy_losses,
+                 labels: Optional[torch.Tensor] = None, data: Any = None, extras: Optional[dict[str, Any]] = None,
                  num_workers: int = 0, **options: Any) -> None:
-        unknown = sorted(set(options) - OPTION_KEYS)
+        valid = option_keys()
+        unknown = sorted(set(options) - valid)
         if unknown:
-            raise ValueError(f"Selector: option(s) {unknown} are not strategy keys; valid options: "
-                             f"{', '.join(sorted(OPTION_KEYS))} (the seed is `seed=`, the model yours)")
-        self.config = make_config({"strategy": strategy, "batch_size": batch_size, "epochs": epochs,
-                                   "rng_seed": seed, **options})
+            raise ConfigError(f"Selector: option(s) {unknown} are not strategy keys; valid options: "
+                              f"{', '.join(sorted(valid))} (the seed is `seed=`, the model yours)")
+        self.config = validate_run({"strategy": strategy, "batch_size": batch_size, "epochs": epochs,
+                                    "rng_seed": seed, **options})
         self.strategy = build_strategy(self.config)
         if not hasattr(dataset, "__len__"):
             raise ValueError(f"Selector needs a map-style dataset with a length, got {type(dataset).__name__}")
@@ -61,27 +64,43 @@ class Selector:
         self.num_samples = len(dataset)  # type: ignore[arg-type]
         if self.num_samples == 0:
             raise ValueError("Selector: the dataset is empty")
-        self.model = model
-        self.score_fn = score_fn
         self.num_workers = num_workers
-        self.generators = {name: derived_generator(seed, stream) for name, stream in STREAMS.items()}
-        self.context = StrategyContext(
-            num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
+        data = data if data is not None else (extras or {}).get("data")  # `extras` is the older spelling
+        self.generators = {"shuffle": generator(seed, Stream.SHUFFLE), "select": generator(seed, Stream.SELECT)}
+        reference = None
+        if data is not None:
+            def reference(spec):
+                return fit_reference(data, spec, device=str(self._model_device()),
+                                     eval_batch_size=self.config.eval_batch_size)
+        self.core = SelectionStep(
+            self.strategy, num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
-            score_indices=self.score_indices, labels=labels, extras=dict(extras or {}))
-        self.accumulator = BatchAccumulator(batch_size, self.strategy.overflow)
-        self.counters = EpochCounters()
+            fetch=self._fetch, eval_batch_size=self.config.eval_batch_size, model=model, score_fn=score_fn,
+            labels=labels, data=data, train_reference=reference,
+            model_hint=": pass it as Selector(..., model=model) or selector.batches(loader, model)")
         self.pending: deque[TrainBatch] = deque()  # ready batches not yet handed out (step())
         self.epoch = 0                 # epochs started
         self.epoch_open = False
         self.planned_length = self.num_samples
         self.stop_reason: Optional[str] = None
 
+    @property
+    def model(self) -> Optional[torch.nn.Module]:
+        return self.core.model
+
+    @model.setter
+    def model(self, model: Optional[torch.nn.Module]) -> None:
+        self.core.model = model
+
+    @property
+    def counters(self) -> EpochCounters:
+        return self.core.counters
+
     # ------------------------------------------------------------------ loader plumbing
     @property
     def raw_batch_size(self) -> int:
         """Raw batch size the strategy wants next (the loader's ``batch_size``)."""
-        return self.strategy.raw_batch_size()
+        return self.core.raw_batch_size()
 
     def epoch_sampler(self) -> EpochSampler:
         """``DataLoader(..., sampler=selector.epoch_sampler())``: the loader follows the plan."""
@@ -94,8 +113,9 @@ class Selector:
     def plan_next_epoch(self) -> torch.Tensor:
         """Start an epoch and return the strategy's index order for it (CPU int64)."""
         self.end_epoch(queue=True)
-        self._open_epoch()
-        plan = self.strategy.plan_epoch(self.epoch, self.context).cpu().long()
+        self.epoch += 1
+        self.epoch_open = True
+        plan = self.core.plan(self.epoch).cpu().long()
         self.planned_length = int(plan.shape[0])
         return plan
 
@@ -127,24 +147,7 @@ class Selector:
         indices = self._check_indices(indices, y)
         device = torch.device(device) if device is not None else self._model_device()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        batch = RawBatch(indices=indices, x=x, y=y)
-        scores = self.score(x, y) if self.strategy.needs_scores else None
-        selection = self.strategy.select(batch, scores, self.context)
-        keep = selection.keep.to(device)
-        c = self.counters
-        c.raw_batches += 1
-        c.offered += len(batch)
-        c.accepted += len(selection)
-        chunk = Chunk(x[keep], y[keep], indices[keep.cpu()], selection.weights)
-        if not self.strategy.accumulate:
-            return [as_train_batch(chunk)] if len(chunk) else []
-        self.accumulator.add(chunk)
-        ready = []
-        while self.accumulator.ready():
-            filled, discarded = self.accumulator.pop()
-            c.overflow_discarded += discarded
-            ready.append(as_train_batch(filled))
-        return ready
+        return [as_train_batch(chunk) for chunk in self.core.offer(indices, x, y)]
 
     def feedback(self, indices: torch.Tensor, losses: torch.Tensor, outputs: torch.Tensor,
                  targets: torch.Tensor) -> None:
@@ -154,50 +157,27 @@ class Selector:
         if losses.dim() != 1 or int(losses.shape[0]) != n:
             raise ValueError(f"feedback: losses must hold one value per sample (reduction='none'), got shape "
                              f"{tuple(losses.shape)} for {n} indices")
-        outputs, losses = outputs.detach(), losses.detach().float()
-        self.strategy.feedback(indices, losses, outputs.argmax(1) == targets)
-        self.strategy.feedback_logits(indices, outputs.float(), targets)
-        self.counters.steps += 1
-        self.counters.samples_trained += n
+        self.core.feedback(indices, losses, outputs, targets)
 
-    # ------------------------------------------------------------------ scoring forwards
-    @torch.no_grad()
-    def score(self, x: torch.Tensor, y: torch.Tensor) -> Scores:
-        """No-grad forward in eval mode (``scoring_mode=train`` keeps train mode); the model's
-        own mode is restored afterwards, so the user's ``model.train()`` still holds."""
-        model = self._require_model()
-        was_training = model.training
-        model.train(self.config.scoring_mode == "train")
-        try:
-            outputs = model(x)
-        finally:
-            model.train(was_training)
-        self.counters.samples_scored += int(y.shape[0])
-        return Scores(logits=outputs.float(), losses=self.score_fn(outputs, y).float())
-
-    def score_indices(self, indices: torch.Tensor) -> tuple[Scores, torch.Tensor]:
-        """Score data-set samples by index (epochwise filtering plans with this)."""
-        device = self._model_device()
-        loader = DataLoader(Subset(self.dataset, indices.tolist()), batch_size=self.config.eval_batch_size,
+    def _fetch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of data-set ``indices``, read through the dataset, on the model's device."""
+        loader = DataLoader(Subset(self.dataset, indices.tolist()), batch_size=max(1, len(indices)),
                             shuffle=False, num_workers=self.num_workers)
-        parts, labels = [], []
-        for item in loader:
-            x, y = item[0].to(device), item[1].to(device)
-            parts.append(self.score(x, y))
-            labels.append(y)
-        if not parts:
-            empty = torch.empty(0, device=device)
-            return Scores(empty.reshape(0, 0), empty), empty.long()
-        return Scores(torch.cat([p.logits for p in parts]), torch.cat([p.losses for p in parts])), torch.cat(labels)
+        item = next(iter(loader))
+        device = self._model_device()
+        return item[0].to(device), item[1].to(device)
 
     # ------------------------------------------------------------------ epochs
     def end_epoch(self, queue: bool = False) -> list[TrainBatch]:
-        """Close the epoch: apply ``starved_epoch`` (SEED-GUIDE.md) and return any batch it
+        """Close the epoch: apply ``starved_epoch`` (docs/thesis.md) and return any batch it
         adds (``queue=True``: keep them for the next ``step``/``batches`` instead)."""
         if not self.epoch_open:
             return []
         self.epoch_open = False
-        extra = self._starved_epoch_batches()
+        closing = self.core.close_epoch()
+        if closing.stop_reason is not None:
+            self.stop_reason = closing.stop_reason
+        extra = [as_train_batch(chunk) for chunk in closing.batches]
         if queue:
             self.pending.extend(extra)
             return []
@@ -210,23 +190,7 @@ class Selector:
 
     def epoch_stats(self) -> dict[str, Any]:
         """Counters of the current (or last) epoch, named as in ``metrics.jsonl``."""
-        c = self.counters
-        accumulate = self.strategy.accumulate
-        stats: dict[str, Any] = {
-            "epoch": self.epoch, "steps": c.steps, "samples_scored": c.samples_scored,
-            "samples_trained": c.samples_trained, "raw_batches": c.raw_batches, "accepted": c.accepted,
-            "acceptance_ratio": c.accepted / c.offered if c.offered else None,
-            "raw_batches_per_step": (c.raw_batches / c.steps if c.steps else None) if accumulate else None,
-            "overflow_discarded": c.overflow_discarded if accumulate else None,
-            "buffered": self.accumulator.size if accumulate else None,
-        }
-        stats.update(self.strategy.epoch_metrics())
-        return stats
-
-    def _open_epoch(self) -> None:
-        self.epoch += 1
-        self.epoch_open = True
-        self.counters = EpochCounters()
+        return {"epoch": self.epoch, **self.core.stats()}
 
     def _open_unplanned_epoch(self) -> None:
         """The loader does not use ``epoch_sampler()``: the strategy still plans (it may keep
@@ -238,32 +202,7 @@ class Selector:
                 f"epoch {self.epoch}, but the DataLoader does not follow the plan: build it with "
                 "sampler=selector.epoch_sampler() (or batch_sampler=selector.batch_sampler())")
 
-    def _starved_epoch_batches(self) -> list[TrainBatch]:
-        policy = self.config.starved_epoch
-        if not self.strategy.filters or self.counters.accepted >= self.config.batch_size or policy == "wait":
-            return []
-        if policy == "stop":
-            self.stop_reason = (f"converged: epoch {self.epoch} accepted {self.counters.accepted} samples, "
-                                f"fewer than batch_size={self.config.batch_size}")
-            return []
-        buffered = self.accumulator.pop_partial() if self.strategy.accumulate else None
-        if policy == "partial":
-            return [] if buffered is None else [as_train_batch(buffered)]
-        # fill_random: top the buffer up with uniformly drawn samples to one full batch
-        have = 0 if buffered is None else len(buffered)
-        extra = torch.randint(self.num_samples, (self.config.batch_size - have,), generator=self.generators["select"])
-        x, y = next(iter(DataLoader(Subset(self.dataset, extra.tolist()), batch_size=len(extra))))[:2]
-        device = self._model_device()
-        filler = Chunk(x.to(device), y.to(device), extra, None)
-        return [as_train_batch(filler if buffered is None else concat([buffered, filler]))]
-
     # ------------------------------------------------------------------ checks and state
-    def _require_model(self) -> torch.nn.Module:
-        if self.model is None:
-            raise ValueError(f"strategy {self.strategy.name!r} scores samples with the model: pass it as "
-                             "Selector(..., model=model) or selector.batches(loader, model)")
-        return self.model
-
     def _model_device(self) -> torch.device:
         if self.model is None:
             return torch.device("cpu")
@@ -283,18 +222,17 @@ class Selector:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue from an epoch boundary (save it with your checkpoint)."""
+        core = self.core.state_dict()
         return {"epoch": self.epoch, "epoch_open": self.epoch_open, "planned_length": self.planned_length,
                 "generators": {name: g.get_state() for name, g in self.generators.items()},
-                "strategy": self.strategy.state_dict(), "accumulator": self.accumulator.state_dict(),
-                "counters": asdict(self.counters), "stop_reason": self.stop_reason,
-                "pending": [batch._asdict() for batch in self.pending]}
+                "strategy": core["strategy"], "accumulator": core["accumulator"], "counters": core["counters"],
+                "stop_reason": self.stop_reason, "pending": [batch._asdict() for batch in self.pending]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.epoch_open = int(state["epoch"]), bool(state["epoch_open"])
         self.planned_length, self.stop_reason = int(state["planned_length"]), state["stop_reason"]
         for name, g_state in state["generators"].items():
             self.generators[name].set_state(g_state)
-        self.strategy.load_state_dict(state["strategy"])
-        self.accumulator.load_state_dict(state["accumulator"], self._model_device())
-        self.counters = EpochCounters(**state["counters"])
+        self.core.load_state_dict({"strategy": state["strategy"], "accumulator": state["accumulator"],
+                                   "counters": state["counters"], "epoch": self.epoch}, self._model_device())
         self.pending = deque(TrainBatch(**batch) for batch in state["pending"])

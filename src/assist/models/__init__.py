@@ -22,7 +22,7 @@ from assist.models.lenet import build_lenet
 from assist.models.resnet import build_resnet18
 from assist.registry import Registry
 
-__all__ = ["MODELS", "create_model", "list_models"]
+__all__ = ["MODELS", "build_model", "create_model", "list_models"]
 
 MODELS = Registry[nn.Module]("model")
 MODELS.register("lenet")(build_lenet)
@@ -106,3 +106,13 @@ def _probe_input_shape(name: str, model: nn.Module, kwargs: dict[str, Any]) -> N
             f"model {name!r} gave outputs of shape {tuple(output.shape)} for one "
             f"{channels}x{height}x{width} input, expected (1, {num_classes})"
         )
+
+
+def build_model(config: Any, data: Any) -> nn.Module:
+    """The model of a run (``config.model``) for data set ``data``, initialised from
+    ``config.rng_seed`` alone: twins start from identical weights, and the process's global
+    RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.rng_seed)
+        return create_model(config.model, in_channels=data.in_channels, num_classes=data.num_classes,
+                            image_size=data.image_size)

@@ -10,15 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
-try:  # the config module owns the list; keep a copy so reports work on any checkout
-    from assist.config import STRATEGY_KEYS
-except Exception:  # pragma: no cover - only when assist.config is broken or absent
-    STRATEGY_KEYS = (
-        "strategy", "epoch_filtering", "batch_filtering", "batch_accumulation",
-        "accumulation_batch_size", "filter", "soft_margin", "selector", "select_k", "select_q",
-        "select_p", "select_buckets", "fill_random", "overflow", "starved_epoch", "scoring_mode",
-        "strategy_options",
-    )
+from assist.strategies import strategy_keys
+
+# The keys that make a run strategic, from the strategies' own schemas (assist.strategies.params).
+STRATEGY_KEYS: tuple[str, ...] = strategy_keys()
 
 SEED_KEY = "rng_seed"
 ARCHETYPE = "archetype"

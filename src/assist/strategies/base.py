@@ -1,26 +1,32 @@
-"""The strategy interface: what a sampling strategy decides, independent of any trainer.
+"""The strategy interface: what a sampling strategy decides, independent of any loop.
 
-A strategy answers four questions at fixed points of the training loop (DESIGN.md):
+A strategy answers a few questions at fixed points of the loop (docs/architecture.md):
 
+* ``needs``       what the loop must do for it: score raw batches, accumulate, overflow
+                  policy, whether it filters (and so may starve an epoch);
+* ``raw_batch_size`` how many planned samples make the next raw batch;
 * ``plan_epoch``  which training indices this epoch visits, in which order;
-* ``select``      which samples of a raw batch to train on (optionally with weights),
-                  given scores from a no-grad forward when ``needs_scores`` is set;
-* ``feedback``    what the training step saw (per-sample losses, correctness);
+* ``select``      which samples of a raw batch to train on (optionally with loss weights);
+* ``feedback``    what the training step saw: indices, per-sample losses, logits, labels;
 * ``state_dict``  everything needed to resume it.
 
-It never touches a model or an optimizer: scoring over data-set indices goes through the
-``StrategyContext`` the caller provides, so the same object serves the built-in trainer and a
-user's own loop.
+It never touches a model or an optimizer: scoring over data-set indices, and training an
+auxiliary reference model (RHO-LOSS), go through the ``StrategyContext`` the loop provides.
+Only :class:`assist.engine.step.SelectionStep` calls these methods during training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 import torch
 
 from assist.config import TrainConfig
+from assist.strategies.params import StrategyParams, strategy_params
+
+if TYPE_CHECKING:  # pragma: no cover
+    from assist.data.base import ImageDataset
 
 
 @dataclass
@@ -54,12 +60,70 @@ class Selection:
         return int(self.keep.shape[0])
 
 
+@dataclass(frozen=True)
+class LoopNeeds:
+    """What the loop must do for a strategy; asked before every raw batch (it may change
+    between epochs, e.g. Selective Backprop scores only in its scoring epochs)."""
+
+    scores: bool = False               # a no-grad forward of each raw batch before ``select``
+    accumulate: bool = False           # gather selected samples into batches of exactly batch_size
+    overflow: str = "discard"          # accumulated samples beyond a full batch: discard | carry
+    starved_epoch: Optional[str] = None  # rejects samples: the policy for an epoch that starves
+    scoring_mode: str = "eval"         # model mode of scoring forwards: eval | train
+
+    @property
+    def filters(self) -> bool:
+        return self.starved_epoch is not None
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """The few facts of the run a strategy may read besides its own options."""
+
+    batch_size: int
+    epochs: int
+    rng_seed: int
+    model: str
+    device: str
+    eval_batch_size: int
+    data_dir: Optional[str]
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> "RunSetup":
+        return cls(config.batch_size, config.epochs, config.rng_seed, config.model, config.device,
+                   config.eval_batch_size, config.data_dir)
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """A reference model to train on some training samples (RHO-LOSS's irreducible-loss model)."""
+
+    model: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+    train_indices: torch.Tensor        # training-set indices it trains on
+
+
+@dataclass
+class ReferenceResult:
+    """The trained reference model's loss on every training sample, and what it cost."""
+
+    losses: torch.Tensor
+    samples_trained: int
+    samples_scored: int
+    seconds: float
+
+
 @dataclass
 class StrategyContext:
     """What a strategy may use from its surroundings.
 
     ``score_indices(indices) -> (Scores, labels)`` runs a no-grad forward over training samples
-    (the caller counts it as scoring cost). Generators are owned by the run.
+    (counted as scoring cost). ``train_reference`` trains a reference model through the
+    engine's trainer (None where the loop has no in-memory data set). Generators are the run's.
     """
 
     num_samples: int
@@ -69,36 +133,37 @@ class StrategyContext:
     select_generator: torch.Generator
     score_indices: Callable[[torch.Tensor], tuple[Scores, torch.Tensor]]
     labels: Optional[torch.Tensor] = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    data: Optional["ImageDataset"] = None
+    train_reference: Optional[Callable[[ReferenceSpec], ReferenceResult]] = None
 
 
 class Strategy:
     """Base class; the archetype behaviour (shuffle everything, train on everything)."""
 
     name: ClassVar[str] = "base"
-    #: score raw batches with a no-grad forward before ``select``
-    needs_scores: ClassVar[bool] = False
-    #: rejects samples, so an epoch can be "starved" (see Trainer.end_of_epoch_policy)
-    filters: ClassVar[bool] = False
+    #: the config keys this strategy takes (see assist.strategies.params)
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
 
-    def __init__(self, config: TrainConfig) -> None:
-        self.config = config
+    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+        self.params = params
+        self.setup = setup
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> "Strategy":
+        """The strategy of ``config``; a ConfigError names a bad or idle key."""
+        return cls(strategy_params(config, cls.Params, cls.name), RunSetup.from_config(config))
 
     # -- shape of the loop
-    @property
-    def accumulate(self) -> bool:
-        """Gather selected samples into batches of exactly ``batch_size`` (Algorithm 10)."""
-        return False
+    def needs(self) -> LoopNeeds:
+        return LoopNeeds()
 
     def raw_batch_size(self) -> int:
-        """Size of the next raw batch; the trainer asks before each one."""
-        return self.config.batch_size
+        """Size of the next raw batch; the loop asks before each one."""
+        return self.setup.batch_size
 
     @property
-    def overflow(self) -> str:
-        """What the accumulator does with accepted samples beyond a full batch
-        (``discard``, the thesis, or ``carry``); the config's ``overflow`` by default."""
-        return self.config.overflow
+    def scoring_mode(self) -> str:
+        return getattr(self.params, "scoring_mode", "eval")
 
     # -- decisions
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
@@ -107,15 +172,14 @@ class Strategy:
     def select(self, batch: RawBatch, scores: Optional[Scores], ctx: StrategyContext) -> Selection:
         return Selection(keep=torch.arange(len(batch), device=batch.y.device))
 
-    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, correct: torch.Tensor) -> None:
-        """Per-sample losses and correctness of the samples just trained on."""
-
-    def feedback_logits(self, indices: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """The training forward's logits (detached) of the samples just trained on."""
+    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor,
+                 labels: torch.Tensor) -> None:
+        """The samples just trained on: indices, per-sample losses (before weights), the
+        training forward's logits and the labels, all detached."""
 
     # -- bookkeeping
     def epoch_metrics(self) -> dict[str, Any]:
-        """Strategy-specific numbers for this epoch's metrics row (reset by the caller's cadence)."""
+        """Strategy-specific numbers for this epoch's metrics row."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The thesis's accuracy-filtering strategies (Algorithms 8, 9 and 10, and both combined).
 
 One ``FilterRule`` (filter, then an optional loss selector) is applied either to the whole
-shuffled data set at each epoch start (epochwise) or to every raw batch (batchwise).
+shuffled data set at each epoch start (epochwise) or to every raw batch (batchwise). Where
+each algorithm of the thesis lives, and the choices it leaves open: docs/thesis.md.
 """
 
 from __future__ import annotations
@@ -9,30 +10,76 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+from pydantic import model_validator
 
-from assist.config import TrainConfig
+from assist.config import config_default
 from assist.selection import filter_then_select, misclassified_mask, resolve_count, soft_accuracy_mask
 from assist.strategies import register_strategy
-from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.params import StrategyParams, params_schema
+
+FILTER_KEYS = ("filter", "soft_margin", "selector", "select_k", "select_q", "select_p", "select_buckets",
+               "fill_random")
+EPOCH_KEYS = ("starved_epoch", "scoring_mode", "epoch_filter_augmentation")
+BATCH_KEYS = ("batch_accumulation", "accumulation_batch_size", "overflow", "starved_epoch", "scoring_mode")
+COUNT_SELECTORS = ("top_k", "loss_weighted", "q_split")
+
+
+def _changed(params: Any, key: str) -> bool:
+    return getattr(params, key) != config_default(key)
+
+
+class FilterChecks(StrategyParams):
+    """Rules between the filter keys: what each needs, and what has no effect without what."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FilterChecks":
+        if self.filter == "none" and self.selector is None:
+            raise ValueError("filter=none needs a selector (otherwise nothing is filtered)")
+        if self.selector in COUNT_SELECTORS and self.select_k is None:
+            raise ValueError(f"selector={self.selector!r} needs select_k (a count, or a fraction below 1)")
+        idle = {"soft_margin": self.filter != "soft", "select_q": self.selector != "top_q",
+                "select_p": self.selector != "q_split", "select_buckets": self.selector != "q_split",
+                "fill_random": self.select_k is None}
+        for key, unused in idle.items():
+            if unused and _changed(self, key):
+                needs = {"soft_margin": "filter=soft", "select_q": "selector=top_q", "select_p": "selector=q_split",
+                         "select_buckets": "selector=q_split", "fill_random": "select_k"}[key]
+                raise ValueError(f"{key}={getattr(self, key)!r} has no effect without {needs}")
+        return self
+
+
+class BatchChecks(FilterChecks):
+    @model_validator(mode="after")
+    def _accumulation(self) -> "BatchChecks":
+        if not self.batch_accumulation:
+            for key in ("accumulation_batch_size", "overflow"):
+                if _changed(self, key):
+                    raise ValueError(f"{key}={getattr(self, key)!r} has no effect with batch_accumulation=false "
+                                     "(Algorithm 9 trains each filtered raw batch as it is)")
+        return self
+
+
+EpochwiseParams = params_schema("EpochwiseParams", FILTER_KEYS + EPOCH_KEYS, base=FilterChecks)
+BatchwiseParams = params_schema("BatchwiseParams", FILTER_KEYS + BATCH_KEYS, base=BatchChecks)
+EpochBatchwiseParams = params_schema("EpochBatchwiseParams", FILTER_KEYS + BATCH_KEYS + EPOCH_KEYS[2:],
+                                     base=BatchChecks)
 
 
 class FilterRule:
     """Accuracy filter (hard / soft / none) followed by an optional loss selector."""
 
-    def __init__(self, config: TrainConfig) -> None:
-        self.filter = config.filter
-        self.margin = config.soft_margin
-        self.selector = config.selector
+    def __init__(self, params: Any) -> None:
+        self.filter = params.filter
+        self.margin = params.soft_margin
+        self.selector = params.selector
         # a whole number counts samples, a value below 1 is a fraction of the pool
-        self.k = None if config.select_k is None else (int(config.select_k) if config.select_k >= 1 else config.select_k)
-        self.q = config.select_q
-        self.power = config.select_p
-        self.buckets = config.select_buckets
-        self.fill_random = config.fill_random
-        if self.filter == "none" and self.selector is None:
-            raise ValueError("filter=none needs a selector (otherwise nothing is filtered)")
-        if self.selector in ("top_k", "loss_weighted", "q_split") and self.k is None:
-            raise ValueError(f"selector={self.selector!r} needs select_k (a count, or a fraction below 1)")
+        k = params.select_k
+        self.k = None if k is None else (int(k) if k >= 1 else k)
+        self.q = params.select_q
+        self.power = params.select_p
+        self.buckets = params.select_buckets
+        self.fill_random = params.fill_random
 
     def mask(self, scores: Scores, labels: torch.Tensor) -> torch.Tensor:
         if self.filter == "hard":
@@ -58,12 +105,15 @@ class Epochwise(Strategy):
     (the thesis's "soft" filtering) unless the trainer replays the scoring view."""
 
     name = "epochwise"
-    filters = True
+    Params = EpochwiseParams
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.rule = FilterRule(config)
+    def __init__(self, params: Any, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.rule = FilterRule(params)
         self.epoch_passed = 0
+
+    def needs(self) -> LoopNeeds:
+        return LoopNeeds(starved_epoch=self.params.starved_epoch, scoring_mode=self.params.scoring_mode)
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         order = torch.randperm(ctx.num_samples, generator=ctx.shuffle_generator)
@@ -83,19 +133,21 @@ class Batchwise(Strategy):
     ``accumulation_batch_size``), otherwise train on each filtered batch as it is."""
 
     name = "batchwise"
-    needs_scores = True
-    filters = True
+    Params = BatchwiseParams
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.rule = FilterRule(config)
+    def __init__(self, params: Any, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.rule = FilterRule(params)
 
-    @property
-    def accumulate(self) -> bool:
-        return self.config.batch_accumulation
+    def needs(self) -> LoopNeeds:
+        p = self.params
+        return LoopNeeds(scores=True, accumulate=p.batch_accumulation, overflow=p.overflow,
+                         starved_epoch=p.starved_epoch, scoring_mode=p.scoring_mode)
 
     def raw_batch_size(self) -> int:
-        return self.config.raw_batch_size if self.accumulate else self.config.batch_size
+        if self.params.batch_accumulation:
+            return self.params.accumulation_batch_size or self.setup.batch_size
+        return self.setup.batch_size
 
     def select(self, batch: RawBatch, scores: Optional[Scores], ctx: StrategyContext) -> Selection:
         assert scores is not None, "batchwise filtering needs scores"
@@ -108,10 +160,11 @@ class EpochBatchwise(Batchwise):
     epochwise filter, and each raw batch of it is filtered again before training."""
 
     name = "epoch_batchwise"
+    Params = EpochBatchwiseParams
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.epochwise = Epochwise(config)
+    def __init__(self, params: Any, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.epochwise = Epochwise(params, setup)
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         return self.epochwise.plan_epoch(epoch, ctx)

@@ -29,10 +29,9 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 
-from assist.config import TrainConfig
 from assist.strategies import register_strategy
-from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.peer_options import StrategyOptions, parse_options
+from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
 
 
 class ImportanceSamplingOptions(StrategyOptions):
@@ -74,11 +73,12 @@ def importance_sample(scores: torch.Tensor, count: int, generator: torch.Generat
 @register_strategy
 class ImportanceSampling(Strategy):
     name = "importance_sampling"
+    Params = params_schema("ImportanceSamplingParams", ("scoring_mode",), options=ImportanceSamplingOptions)
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.options = parse_options(ImportanceSamplingOptions, config)
-        b = config.batch_size
+    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.options: ImportanceSamplingOptions = params.strategy_options
+        b = setup.batch_size
         self.presample_size = max(b + 1, round(self.options.presample * b))
         big = self.presample_size
         self.threshold = self.options.tau_threshold or (big + 3 * b) / (3 * b)
@@ -91,12 +91,11 @@ class ImportanceSampling(Strategy):
     def on(self) -> bool:
         return self.tau > self.threshold
 
-    @property
-    def needs_scores(self) -> bool:  # type: ignore[override]
-        return self.on
+    def needs(self) -> LoopNeeds:
+        return LoopNeeds(scores=self.on, scoring_mode=self.params.scoring_mode)
 
     def raw_batch_size(self) -> int:
-        return self.presample_size if self.on else self.config.batch_size
+        return self.presample_size if self.on else self.setup.batch_size
 
     def _update_tau(self, scores: torch.Tensor) -> None:
         m = self.options.momentum
@@ -117,11 +116,12 @@ class ImportanceSampling(Strategy):
         g = gradient_norm_scores(scores.logits, batch.y).cpu()
         self._update_tau(g)
         # a short last raw batch keeps the b/B ratio
-        count = max(1, round(n * self.config.batch_size / self.presample_size))
+        count = max(1, round(n * self.setup.batch_size / self.presample_size))
         positions, weights = importance_sample(g, count, ctx.select_generator)
         return Selection(keep=positions.to(device), weights=weights.to(device))
 
-    def feedback_logits(self, indices: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor,
+                 labels: torch.Tensor) -> None:
         # while off, tau is estimated from the training forward (no extra cost)
         if not self.last_on:
             self._update_tau(gradient_norm_scores(logits, labels).cpu())

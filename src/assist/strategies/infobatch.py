@@ -21,10 +21,9 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 
-from assist.config import TrainConfig
 from assist.strategies import register_strategy
-from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.peer_options import StrategyOptions, parse_options
+from assist.strategies.base import RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
 
 INITIAL_SCORE = 3.0  # any constant works: equal scores mean nothing is below the mean
 
@@ -62,10 +61,11 @@ def prunes_in_epoch(epoch: int, epochs: int, delta: float) -> bool:
 @register_strategy
 class InfoBatch(Strategy):
     name = "infobatch"
+    Params = params_schema("InfoBatchParams", (), options=InfoBatchOptions)
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.options = parse_options(InfoBatchOptions, config)
+    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.options: InfoBatchOptions = params.strategy_options
         self.scores: Optional[torch.Tensor] = None
         self.weights: Optional[torch.Tensor] = None  # this epoch's loss weights; None: all 1
         self.pruned = 0
@@ -98,7 +98,8 @@ class InfoBatch(Strategy):
             return Selection(keep=keep)
         return Selection(keep=keep, weights=self.weights[batch.indices].to(batch.y.device))
 
-    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, correct: torch.Tensor) -> None:
+    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor,
+                 labels: torch.Tensor) -> None:
         # the unweighted loss is the score, as in the paper
         if self.scores is not None:
             self.scores[indices.cpu()] = losses.detach().float().cpu()

@@ -24,11 +24,10 @@ from typing import Any, Optional
 import torch
 from pydantic import Field, field_validator
 
-from assist.config import TrainConfig
 from assist.selection import top_k
 from assist.strategies import register_strategy
-from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.peer_options import StrategyOptions, parse_options
+from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
 
 PAPER_THRESHOLDS = (0.80, 0.90, 0.95, 0.995)
 
@@ -58,11 +57,12 @@ def q_for_level(s: int, level: int) -> int:
 @register_strategy
 class OrderedSGD(Strategy):
     name = "ordered_sgd"
+    Params = params_schema("OrderedSGDParams", ("scoring_mode",), options=OrderedSGDOptions)
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.options = parse_options(OrderedSGDOptions, config)
-        self.s = self.options.s or config.batch_size
+    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.options: OrderedSGDOptions = params.strategy_options
+        self.s = self.options.s or setup.batch_size
         self.level = 0
         self.correct = 0     # this epoch's accuracy estimate: correct / seen
         self.seen = 0
@@ -73,8 +73,11 @@ class OrderedSGD(Strategy):
         return q_for_level(self.s, self.level)
 
     @property
-    def needs_scores(self) -> bool:  # type: ignore[override]
-        return self.q < self.config.batch_size
+    def scoring(self) -> bool:
+        return self.q < self.setup.batch_size
+
+    def needs(self) -> LoopNeeds:
+        return LoopNeeds(scores=self.scoring, scoring_mode=self.params.scoring_mode)
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         if self.seen:
@@ -90,10 +93,11 @@ class OrderedSGD(Strategy):
         self.seen += len(batch)
         return Selection(keep=top_k(scores.losses, min(self.q, len(batch))))
 
-    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, correct: torch.Tensor) -> None:
-        if not self.needs_scores:  # every sample is trained: the training forward is the estimate
-            self.correct += int(correct.sum())
-            self.seen += int(correct.numel())
+    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor,
+                 labels: torch.Tensor) -> None:
+        if not self.scoring:  # every sample is trained: the training forward is the estimate
+            self.correct += int((logits.argmax(1) == labels).sum())
+            self.seen += int(labels.numel())
 
     def epoch_metrics(self) -> dict[str, Any]:
         return {"osgd_q": self.q, "osgd_accuracy_estimate": self.correct / self.seen if self.seen else None}

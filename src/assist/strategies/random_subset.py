@@ -15,11 +15,10 @@ from typing import Any, Literal, Optional
 import torch
 from pydantic import Field
 
-from assist.config import TrainConfig
 from assist.selection import resolve_count, uniform_random
 from assist.strategies import register_strategy
-from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.peer_options import StrategyOptions, parse_options
+from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
 
 
 class RandomSubsetOptions(StrategyOptions):
@@ -36,21 +35,19 @@ def subset_count(fraction: float, n: int) -> int:
 @register_strategy
 class RandomSubset(Strategy):
     name = "random_subset"
+    Params = params_schema("RandomSubsetParams", ("accumulation_batch_size",), options=RandomSubsetOptions)
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.options = parse_options(RandomSubsetOptions, config)
+    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.options: RandomSubsetOptions = params.strategy_options
 
-    @property
-    def accumulate(self) -> bool:
-        return self.options.mode == "batch"
-
-    @property
-    def overflow(self) -> str:
-        return "carry"
+    def needs(self) -> LoopNeeds:
+        return LoopNeeds(accumulate=self.options.mode == "batch", overflow="carry")
 
     def raw_batch_size(self) -> int:
-        return self.config.raw_batch_size if self.options.mode == "batch" else self.config.batch_size
+        if self.options.mode == "batch":
+            return self.params.accumulation_batch_size or self.setup.batch_size
+        return self.setup.batch_size
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         order = torch.randperm(ctx.num_samples, generator=ctx.shuffle_generator)

@@ -3,8 +3,9 @@ loss, the training loss minus the loss of a model trained on held-out data.
 
 A random ``holdout`` fraction of the training set is set aside (never trained on by the main
 model). Before the first epoch an *irreducible-loss* (IL) model with its own small config
-(``il_model``, ``il_epochs``, ``il_learning_rate``, AdamW as in the paper) is trained on it, and
-its loss on every training sample is computed once. Each step scores a raw batch of
+(``il_model``, ``il_epochs``, ``il_learning_rate``, AdamW as in the paper) is trained on it
+through the engine's own trainer (``StrategyContext.train_reference``), and its loss on
+every training sample is computed once. Each step scores a raw batch of
 ``batch_size / selection`` samples with a no-grad forward and trains on the ``batch_size``
 samples of highest ``loss - irreducible_loss``.
 
@@ -19,22 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
-from assist.config import TrainConfig
+from assist.rng import Stream, derive_seed, generator
 from assist.selection import resolve_count, top_k
 from assist.strategies import register_strategy
-from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.peer_options import StrategyOptions, parse_options, run_generator
-
-HOLDOUT_STREAM, IL_SHUFFLE_STREAM, IL_INIT_STREAM = 101, 102, 103
+from assist.strategies.base import (LoopNeeds, RawBatch, ReferenceSpec, RunSetup, Scores, Selection, Strategy,
+                                    StrategyContext)
+from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
 
 
 class RhoLossOptions(StrategyOptions):
@@ -65,96 +63,65 @@ def split_holdout(num_samples: int, fraction: float, generator: torch.Generator)
     return mask
 
 
-def train_irreducible_model(data, holdout: torch.Tensor, options: RhoLossOptions, config: TrainConfig) -> dict[str, Any]:
-    """Train the IL model on the held-out samples; return per-sample IL losses for the whole
-    training set and the cost. Uses only generators derived from the run's seed."""
-    from assist.data.pipeline import BatchPipeline
-    from assist.models import create_model
-
-    started = time.perf_counter()
-    device = torch.device(config.device)
-    pipeline = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std,
-                             augmentation="none", device=device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(1 << 62, (1,), generator=run_generator(config.rng_seed, IL_INIT_STREAM))))
-        model = create_model(options.il_model or config.model, in_channels=data.in_channels,
-                             num_classes=data.num_classes, image_size=data.image_size).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.il_learning_rate,
-                                  weight_decay=options.il_weight_decay)
-    shuffle = run_generator(config.rng_seed, IL_SHUFFLE_STREAM)
-    held = holdout.nonzero().flatten()
-    batch_size = options.il_batch_size or config.batch_size
-    model.train()
-    for _ in range(options.il_epochs):
-        order = held[torch.randperm(int(held.numel()), generator=shuffle)]
-        for start in range(0, int(order.numel()), batch_size):
-            x, y = pipeline.batch(order[start:start + batch_size], None)
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    parts = []
-    with torch.no_grad():
-        everything = torch.arange(int(data.train_labels.shape[0]))
-        for start in range(0, int(everything.numel()), config.eval_batch_size):
-            x, y = pipeline.batch(everything[start:start + config.eval_batch_size], None)
-            parts.append(F.cross_entropy(model(x), y, reduction="none").float().cpu())
-    return {"irreducible": torch.cat(parts), "holdout": holdout,
-            "cost": {"samples_trained": options.il_epochs * int(held.numel()),
-                     "samples_scored": int(everything.numel()),
-                     "seconds": time.perf_counter() - started}}
+def reference_spec(options: RhoLossOptions, setup: RunSetup, holdout: torch.Tensor) -> ReferenceSpec:
+    """The IL model's run: its own seed (a stream of the run's), AdamW, the held-out samples."""
+    return ReferenceSpec(model=options.il_model or setup.model, epochs=options.il_epochs,
+                         batch_size=options.il_batch_size or setup.batch_size,
+                         learning_rate=options.il_learning_rate, weight_decay=options.il_weight_decay,
+                         seed=derive_seed(setup.rng_seed, Stream.REFERENCE), train_indices=holdout.nonzero().flatten())
 
 
-def cache_key(data, options: RhoLossOptions, config: TrainConfig) -> str:
+def cache_key(data, options: RhoLossOptions, setup: RunSetup) -> str:
     """Identity of an IL result: data content, seed, holdout and the IL config."""
     digest = hashlib.sha256()
     digest.update(data.train_images.contiguous().numpy().tobytes())
     digest.update(data.train_labels.contiguous().numpy().tobytes())
-    identity = {"data": digest.hexdigest(), "seed": config.rng_seed, "holdout": options.holdout,
-                "model": options.il_model or config.model, "epochs": options.il_epochs,
+    identity = {"data": digest.hexdigest(), "seed": setup.rng_seed, "holdout": options.holdout,
+                "model": options.il_model or setup.model, "epochs": options.il_epochs,
                 "lr": options.il_learning_rate, "wd": options.il_weight_decay,
-                "batch_size": options.il_batch_size or config.batch_size, "version": 1}
+                "batch_size": options.il_batch_size or setup.batch_size, "version": 2}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def cache_path(data, options: RhoLossOptions, config: TrainConfig) -> Optional[Path]:
+def cache_path(data, options: RhoLossOptions, setup: RunSetup) -> Optional[Path]:
     from assist.data.paths import cache_dir, resolve_data_dir
 
-    root = cache_dir(resolve_data_dir(config.data_dir))
+    root = cache_dir(resolve_data_dir(setup.data_dir))
     if root is None:
         return None
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in data.name)
-    return root / "rho_loss" / f"{safe}-{cache_key(data, options, config)}.pt"
+    return root / "rho_loss" / f"{safe}-{cache_key(data, options, setup)}.pt"
 
 
 @register_strategy
 class RhoLoss(Strategy):
     name = "rho_loss"
-    needs_scores = True
+    Params = params_schema("RhoLossParams", ("scoring_mode",), options=RhoLossOptions)
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.options = parse_options(RhoLossOptions, config)
+    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.options: RhoLossOptions = params.strategy_options
         self.irreducible: Optional[torch.Tensor] = None
         self.holdout: Optional[torch.Tensor] = None
         self.il_cost: dict[str, Any] = {}
         self.il_cached = False
         self.report_il = False   # the IL cost goes into the row of the epoch that prepared it
 
+    def needs(self) -> LoopNeeds:
+        return LoopNeeds(scores=True, scoring_mode=self.params.scoring_mode)
+
     def raw_batch_size(self) -> int:
-        return math.ceil(self.config.batch_size / self.options.selection - 1e-9)
+        return math.ceil(self.setup.batch_size / self.options.selection - 1e-9)
 
     def prepare(self, ctx: StrategyContext) -> None:
         """Split the holdout and obtain the IL losses (from the cache, or by training)."""
-        data = ctx.extras.get("data")
-        if data is None:
-            raise ValueError("rho_loss needs the training data set in StrategyContext.extras['data'] "
-                             "to train its irreducible-loss model")
-        if int(data.train_labels.shape[0]) != ctx.num_samples:
-            raise ValueError(f"rho_loss: extras['data'] has {data.train_labels.shape[0]} training "
-                             f"samples, the context {ctx.num_samples}")
-        path = cache_path(data, self.options, self.config) if self.options.cache else None
+        if ctx.train_reference is None or ctx.data is None:
+            raise ValueError("rho_loss trains an irreducible-loss model on held-out training data and needs the "
+                             "in-memory data set: the built-in trainer has it; a Selector needs data=ImageDataset")
+        if ctx.data.num_train != ctx.num_samples:
+            raise ValueError(f"rho_loss: the data set has {ctx.data.num_train} training samples, "
+                             f"the loop {ctx.num_samples}")
+        path = cache_path(ctx.data, self.options, self.setup) if self.options.cache else None
         result, self.il_cached = None, False
         if path is not None and path.is_file():
             try:
@@ -163,8 +130,11 @@ class RhoLoss(Strategy):
                 warnings.warn(f"rho_loss: ignoring unreadable IL cache {path}: {error}")
         if result is None:
             holdout = split_holdout(ctx.num_samples, self.options.holdout,
-                                    run_generator(self.config.rng_seed, HOLDOUT_STREAM))
-            result = train_irreducible_model(data, holdout, self.options, self.config)
+                                    generator(self.setup.rng_seed, Stream.HOLDOUT))
+            reference = ctx.train_reference(reference_spec(self.options, self.setup, holdout))
+            result = {"irreducible": reference.losses, "holdout": holdout,
+                      "cost": {"samples_trained": reference.samples_trained,
+                               "samples_scored": reference.samples_scored, "seconds": reference.seconds}}
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 partial = path.with_suffix(".tmp")
@@ -185,7 +155,7 @@ class RhoLoss(Strategy):
     def select(self, batch: RawBatch, scores: Optional[Scores], ctx: StrategyContext) -> Selection:
         assert scores is not None and self.irreducible is not None, "rho_loss needs scores and IL losses"
         n = len(batch)
-        k = min(self.config.batch_size, resolve_count(self.options.selection, n)) if self.options.selection < 1 else n
+        k = min(self.setup.batch_size, resolve_count(self.options.selection, n)) if self.options.selection < 1 else n
         return Selection(keep=reducible_top(scores.losses, self.irreducible[batch.indices.cpu()], k))
 
     def epoch_metrics(self) -> dict[str, Any]:

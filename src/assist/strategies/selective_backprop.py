@@ -21,10 +21,9 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 
-from assist.config import TrainConfig
 from assist.strategies import register_strategy
-from assist.strategies.base import RawBatch, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.peer_options import StrategyOptions, parse_options
+from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
+from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
 
 
 class SelectiveBackpropOptions(StrategyOptions):
@@ -83,10 +82,12 @@ def keep_probabilities(losses: torch.Tensor, history: torch.Tensor, beta: float,
 @register_strategy
 class SelectiveBackprop(Strategy):
     name = "selective_backprop"
+    Params = params_schema("SelectiveBackpropParams", ("accumulation_batch_size", "scoring_mode"),
+                           options=SelectiveBackpropOptions)
 
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self.options = parse_options(SelectiveBackpropOptions, config)
+    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+        super().__init__(params, setup)
+        self.options: SelectiveBackpropOptions = params.strategy_options
         self.history = LossHistory(self.options.history)
         self.recorded: Optional[torch.Tensor] = None   # per-sample loss (NaN: never seen)
         self.last_scored_epoch = 0                      # epoch whose losses are recorded
@@ -95,20 +96,12 @@ class SelectiveBackprop(Strategy):
         self._offered = 0
         self._probability_sum = 0.0
 
-    @property
-    def accumulate(self) -> bool:
-        return True
-
-    @property
-    def overflow(self) -> str:
-        return "carry"
-
-    @property
-    def needs_scores(self) -> bool:  # type: ignore[override]
-        return self.mode == "fresh"
+    def needs(self) -> LoopNeeds:
+        return LoopNeeds(scores=self.mode == "fresh", accumulate=True, overflow="carry",
+                         scoring_mode=self.params.scoring_mode)
 
     def raw_batch_size(self) -> int:
-        return self.config.raw_batch_size
+        return self.params.accumulation_batch_size or self.setup.batch_size
 
     def epoch_mode(self, epoch: int) -> str:
         if epoch <= self.options.prime_epochs:
@@ -150,7 +143,8 @@ class SelectiveBackprop(Strategy):
         draws = torch.rand(n, generator=ctx.select_generator)
         return Selection(keep=(draws < probabilities).nonzero().flatten().to(device))
 
-    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, correct: torch.Tensor) -> None:
+    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor,
+                 labels: torch.Tensor) -> None:
         # the priming epoch's training losses seed the record the stale variant reuses
         if self.mode == "prime" and self.recorded is not None:
             self.recorded[indices.cpu()] = losses.detach().float().cpu()

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Optional
 
-from assist.engine.events import Callback
+from assist.events import Callback
 
 TRACKERS: tuple[str, ...] = ("tensorboard", "wandb", "mlflow")
 # tracker -> (module that must import, pip extra that installs it)

@@ -1,0 +1,219 @@
+"""The selection step: score a raw batch, select, accumulate, close the epoch.
+
+Every loop that trains with a strategy drives one :class:`SelectionStep`: the built-in
+:class:`~assist.engine.trainer.Trainer`, a user's loop through
+:class:`~assist.integration.Selector`, and Lightning through the Selector. The loop owns the
+model's training (forward, loss, backward, optimizer) and the data; the step owns the
+strategy, its context, the accumulation buffer and the epoch's counters, and is the only
+place that calls a strategy's ``plan_epoch``, ``select`` and ``feedback``. So what a user
+compares is the same algorithm whichever loop runs it (docs/architecture.md)::
+
+    plan = step.plan(epoch)
+    for each raw batch of plan (sizes from step.raw_batch_size()):
+        for batch in step.offer(indices, x, y):   train on batch, then step.feedback(...)
+    closing = step.close_epoch()                  # starved-epoch policy
+    for batch in closing.batches:                 train on batch, then step.feedback(...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from assist.engine.accumulate import BatchAccumulator, Chunk, concat
+from assist.events import Event
+from assist.strategies.base import RawBatch, ReferenceResult, ReferenceSpec, Scores, Strategy, StrategyContext
+
+#: ``fetch(indices) -> (x, y)``: model-ready inputs and labels of data-set indices, on the model's device
+Fetch = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def cross_entropy_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy of model outputs (equals NLL for log-probability outputs)."""
+    return F.cross_entropy(outputs.float(), targets, reduction="none")
+
+
+@dataclass
+class EpochCounters:
+    steps: int = 0
+    samples_scored: int = 0
+    samples_trained: int = 0
+    raw_batches: int = 0
+    offered: int = 0
+    accepted: int = 0
+    overflow_discarded: int = 0
+
+
+@dataclass
+class EpochClose:
+    """What closing an epoch adds: batches to train (starved-epoch policies ``partial`` and
+    ``fill_random``), whether the epoch was starved, and why training should stop (``stop``)."""
+
+    batches: list[Chunk] = field(default_factory=list)
+    starved: bool = False
+    stop_reason: Optional[str] = None
+
+
+class SelectionStep:
+    """One strategy's part of every training step, for any loop (see the module docstring).
+
+    ``emit(event, **info)`` receives ``batch_scored`` and ``batch_selected`` as they happen;
+    ``model`` may be set (or replaced) after construction, before the first scoring forward.
+    """
+
+    def __init__(self, strategy: Strategy, *, num_samples: int, batch_size: int, epochs: int,
+                 shuffle_generator: torch.Generator, select_generator: torch.Generator, fetch: Fetch,
+                 eval_batch_size: int, model: Optional[torch.nn.Module] = None,
+                 score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_losses,
+                 num_classes: Optional[int] = None, labels: Optional[torch.Tensor] = None, data: Any = None,
+                 train_reference: Optional[Callable[[ReferenceSpec], ReferenceResult]] = None,
+                 emit: Optional[Callable[..., None]] = None, model_hint: str = "") -> None:
+        self.strategy = strategy
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.fetch = fetch
+        self.eval_batch_size = eval_batch_size
+        self.model = model
+        self.score_fn = score_fn
+        self.num_classes = num_classes
+        self.emit = emit or (lambda event, **info: None)
+        self.model_hint = model_hint
+        self.select_generator = select_generator
+        self.context = StrategyContext(
+            num_samples=num_samples, batch_size=batch_size, epochs=epochs, shuffle_generator=shuffle_generator,
+            select_generator=select_generator, score_indices=self.score_indices, labels=labels, data=data,
+            train_reference=train_reference)
+        self.accumulator = BatchAccumulator(batch_size, strategy.needs().overflow)
+        self.counters = EpochCounters()
+        self.epoch = 0
+
+    # ------------------------------------------------------------------ the epoch
+    def plan(self, epoch: int) -> torch.Tensor:
+        """Open epoch ``epoch`` (1-based): reset the counters, return the strategy's plan."""
+        self.epoch = epoch
+        self.counters = EpochCounters()
+        return self.strategy.plan_epoch(epoch, self.context)
+
+    def raw_batch_size(self) -> int:
+        """Planned samples in the next raw batch (asked per raw batch: it may change mid-epoch)."""
+        return self.strategy.raw_batch_size()
+
+    def offer(self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> list[Chunk]:
+        """Score (when the strategy asks), select and accumulate one raw batch; the batches
+        now ready to train, in order. ``indices`` are CPU int64 data-set indices."""
+        needs = self.strategy.needs()
+        batch = RawBatch(indices=indices, x=x, y=y)
+        scores = None
+        if needs.scores:
+            scores = self.score(x, y)
+            self.emit(Event.BATCH_SCORED, batch=batch, scores=scores)
+        selection = self.strategy.select(batch, scores, self.context)
+        self.emit(Event.BATCH_SELECTED, batch=batch, selection=selection)
+        keep = selection.keep.to(x.device)
+        c = self.counters
+        c.raw_batches += 1
+        c.offered += len(batch)
+        c.accepted += len(selection)
+        chunk = Chunk(x[keep], y[keep], indices[keep.cpu()], selection.weights)
+        if not needs.accumulate:
+            return [chunk] if len(chunk) else []
+        self.accumulator.add(chunk)
+        ready = []
+        while self.accumulator.ready():
+            filled, discarded = self.accumulator.pop()
+            c.overflow_discarded += discarded
+            ready.append(filled)
+        return ready
+
+    def close_epoch(self) -> EpochClose:
+        """"Nothing left to learn" (docs/thesis.md): a filtering strategy whose epoch accepted
+        fewer samples than one batch is *starved*, and its ``starved_epoch`` policy decides:
+        ``wait`` (the thesis) keeps the buffer for the next epoch, ``partial`` trains on it,
+        ``fill_random`` tops it up to one batch with uniformly drawn samples, ``stop`` ends."""
+        needs = self.strategy.needs()
+        accepted = self.counters.accepted
+        if not needs.filters or accepted >= self.batch_size:
+            return EpochClose()
+        policy = needs.starved_epoch
+        if policy == "wait":
+            return EpochClose(starved=True)
+        if policy == "stop":
+            return EpochClose(starved=True, stop_reason=(
+                f"converged: epoch {self.epoch} accepted {accepted} samples, fewer than batch_size={self.batch_size}"))
+        buffered = self.accumulator.pop_partial() if needs.accumulate else None
+        if policy == "partial":
+            return EpochClose([] if buffered is None else [buffered], starved=True)
+        have = 0 if buffered is None else len(buffered)
+        extra = torch.randint(self.num_samples, (self.batch_size - have,), generator=self.select_generator)
+        x, y = self.fetch(extra)
+        filler = Chunk(x, y, extra, None)
+        return EpochClose([filler if buffered is None else concat([buffered, filler])], starved=True)
+
+    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor,
+                 labels: torch.Tensor) -> None:
+        """What the training step saw for a batch the step handed out: per-sample losses
+        (before weights), the training forward's outputs and the labels."""
+        self.strategy.feedback(indices, losses.detach().float(), logits.detach().float(), labels)
+        self.counters.steps += 1
+        self.counters.samples_trained += int(indices.shape[0])
+
+    # ------------------------------------------------------------------ scoring forwards
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, y: torch.Tensor) -> Scores:
+        """No-grad forward in eval mode (``scoring_mode=train`` keeps train mode); the model's
+        own mode is restored afterwards."""
+        model = self.model
+        if model is None:
+            raise ValueError(f"strategy {self.strategy.name!r} scores samples with the model, "
+                             f"but none was given{self.model_hint}")
+        was_training = model.training
+        model.train(self.strategy.needs().scoring_mode == "train")
+        try:
+            outputs = model(x)
+        finally:
+            model.train(was_training)
+        self.counters.samples_scored += int(y.shape[0])
+        return Scores(logits=outputs.float(), losses=self.score_fn(outputs, y).float())
+
+    def score_indices(self, indices: torch.Tensor) -> tuple[Scores, torch.Tensor]:
+        """Score training samples by index, in chunks of ``eval_batch_size`` (epochwise plans)."""
+        parts, labels = [], []
+        for start in range(0, int(indices.shape[0]), self.eval_batch_size):
+            x, y = self.fetch(indices[start:start + self.eval_batch_size])
+            parts.append(self.score(x, y))
+            labels.append(y)
+        if not parts:
+            empty = torch.empty(0)
+            return Scores(empty.reshape(0, self.num_classes or 0), empty), empty.long()
+        return (Scores(torch.cat([p.logits for p in parts]), torch.cat([p.losses for p in parts])),
+                torch.cat(labels))
+
+    # ------------------------------------------------------------------ bookkeeping
+    def stats(self) -> dict[str, Any]:
+        """The epoch's counters, named as in ``metrics.jsonl``, and the strategy's own numbers."""
+        c = self.counters
+        accumulate = self.strategy.needs().accumulate
+        stats: dict[str, Any] = {
+            "steps": c.steps, "samples_scored": c.samples_scored, "samples_trained": c.samples_trained,
+            "raw_batches": c.raw_batches, "accepted": c.accepted,
+            "acceptance_ratio": c.accepted / c.offered if c.offered else None,
+            "raw_batches_per_step": (c.raw_batches / c.steps if c.steps else None) if accumulate else None,
+            "overflow_discarded": c.overflow_discarded if accumulate else None,
+            "buffered": self.accumulator.size if accumulate else None,
+        }
+        stats.update(self.strategy.epoch_metrics())
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy.state_dict(), "accumulator": self.accumulator.state_dict(),
+                "counters": asdict(self.counters), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        """Restore; checkpoints written before the step existed carry no counters or epoch."""
+        self.strategy.load_state_dict(state["strategy"])
+        self.accumulator.load_state_dict(state["accumulator"], device)
+        self.counters = EpochCounters(**state.get("counters", {}))
+        self.epoch = int(state.get("epoch", self.epoch))

@@ -1,0 +1,33 @@
+"""Named random streams: every random draw of a run comes from a generator derived from the
+run's seed and one of these streams (docs/architecture.md, "Randomness").
+
+A stream number is part of a run's identity: changing one changes every result drawn from it,
+so numbers are never reused or renumbered, only added.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+import torch
+
+
+class Stream(IntEnum):
+    SHUFFLE = 0        # epoch plans (the archetype's shuffle and every strategy's order)
+    AUGMENT = 1        # per-sample augmentation parameters
+    SELECT = 2         # random choices of selection (fills, draws, pruning)
+    EVAL_SUBSET = 3    # the training-set subset evaluated each epoch
+    HOLDOUT = 101      # RHO-LOSS: which samples are held out for the reference model
+    REFERENCE = 104    # RHO-LOSS: the reference (irreducible-loss) run's own seed
+
+
+def derive_seed(seed: int, stream: Stream | int) -> int:
+    """A 63-bit seed for ``stream``, independent of every other stream of the same ``seed``."""
+    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) & ((1 << 63) - 1)
+
+
+def generator(seed: int, stream: Stream | int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator for one purpose of the run seeded ``seed``."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, stream))

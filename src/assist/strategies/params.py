@@ -1,0 +1,99 @@
+"""What each strategy takes from the run configuration: its typed schema of options.
+
+A strategy declares the config keys it reads (``Params``): flat keys of the thesis
+(``filter``, ``select_k``, ``accumulation_batch_size`` ...), whose types and defaults stay
+defined once in :class:`~assist.config.TrainConfig`, and, for the peer methods, a nested
+``strategy_options`` model. Everything else follows from these declarations
+(docs/architecture.md, "Options"):
+
+* :func:`strategy_keys`: every key some strategy takes, the keys that make a run strategic
+  (twins reset them, reports label runs by them);
+* :func:`strategy_params`: the options of one run, refusing a strategy key that has no
+  effect for the chosen strategy, with one line naming the key and what the strategy takes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable, Optional, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from assist.config import ConfigError, TrainConfig, config_default, did_you_mean, format_validation_error
+
+#: keys that choose the strategy itself rather than configure one
+SELECTOR_KEYS = ("strategy", "epoch_filtering", "batch_filtering")
+
+P = TypeVar("P", bound="StrategyParams")
+
+
+class StrategyOptions(BaseModel):
+    """Base of a strategy's ``strategy_options``: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StrategyParams(BaseModel):
+    """Base of a strategy's schema: the config keys it takes, validated together."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def params_schema(name: str, keys: Iterable[str], *, base: type[StrategyParams] = StrategyParams,
+                  options: Optional[type[StrategyOptions]] = None) -> type[StrategyParams]:
+    """A schema taking the config ``keys`` (types and defaults from TrainConfig) and, with
+    ``options``, a ``strategy_options`` mapping validated by that model."""
+    fields: dict[str, Any] = {}
+    for key in keys:
+        info = TrainConfig.model_fields[key]
+        fields[key] = (info.annotation, copy.copy(info))
+    if options is not None:
+        fields["strategy_options"] = (options, Field(default_factory=options))
+    return create_model(name, __base__=base, **fields)
+
+
+def taken_keys(schema: type[StrategyParams]) -> tuple[str, ...]:
+    return tuple(schema.model_fields)
+
+
+def strategy_keys() -> tuple[str, ...]:
+    """The config keys that make a run strategic, in TrainConfig's field order: the keys
+    that choose a strategy and every key some registered strategy takes."""
+    from assist.strategies import STRATEGIES
+
+    taken = set(SELECTOR_KEYS)
+    for name in STRATEGIES.names():
+        taken.update(taken_keys(STRATEGIES.resolve(name).Params))
+    return tuple(key for key in TrainConfig.model_fields if key in taken)
+
+
+def _describe(schema: type[StrategyParams]) -> str:
+    keys = [k for k in taken_keys(schema) if k != "strategy_options"]
+    options = schema.model_fields.get("strategy_options")
+    if options is not None:
+        keys.append("strategy_options (" + ", ".join(options.annotation.model_fields) + ")")
+    return ", ".join(keys) or "no options"
+
+
+def strategy_params(config: TrainConfig, schema: type[P], strategy: str) -> P:
+    """The options of ``strategy`` read from ``config``; a ConfigError names a key that is
+    invalid, or that is set away from its default although ``strategy`` does not read it."""
+    taken = set(taken_keys(schema))
+    idle = [key for key in strategy_keys()
+            if key not in SELECTOR_KEYS and key not in taken and getattr(config, key) != config_default(key)]
+    if idle:
+        shown = ", ".join(f"{key}={getattr(config, key)!r}" for key in idle)
+        raise ConfigError(f"{shown}: no effect for strategy {strategy!r}, which takes: {_describe(schema)}")
+    values = {key: getattr(config, key) for key in taken}
+
+    def unknown(loc: tuple) -> str:
+        options = schema.model_fields["strategy_options"].annotation.model_fields if "strategy_options" in taken else {}
+        name = ".".join(str(p) for p in loc)
+        return (f"{name}: unknown option for strategy {strategy!r}{did_you_mean(str(loc[-1]), options)}; "
+                f"valid options: {', '.join(options) or 'none'}")
+
+    try:
+        return schema.model_validate(values)
+    except ValidationError as error:
+        # a rule between keys has no single key: name the strategy whose rule it is
+        raise ConfigError(format_validation_error(error, unknown).replace("config: ", f"{strategy}: ")) from None

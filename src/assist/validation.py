@@ -1,0 +1,64 @@
+"""Validation of a whole run, before anything runs: one function every entry point calls.
+
+``assist train``, ``assist compare``, ``assist sweep`` (planning, so ``--dry-run`` finds every
+bad run), :func:`assist.api.train` and the :class:`~assist.integration.Selector` all pass
+their configuration through :func:`validate_run`. It checks, in order: the keys and their
+types (:mod:`assist.config`); that the strategy exists; the strategy's own options, owned
+by the strategy's schema, including keys set to no effect for it
+(:mod:`assist.strategies.params`); that the model and data set names exist and the device
+is usable. Checks that need the data (does the model take its image size?) run where the
+data is loaded. Every failure is a :class:`~assist.config.ConfigError` of one line that
+names the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Union
+
+from assist.config import THESIS_FLAGS, ConfigError, TrainConfig, config_default, make_config
+from assist.strategies import STRATEGIES, build_strategy, strategy_keys
+
+ConfigLike = Union[TrainConfig, Mapping[str, Any]]
+
+
+def validate_run(config: ConfigLike) -> TrainConfig:
+    """The validated config of a run (``config`` itself when it is already a TrainConfig)."""
+    config = config if isinstance(config, TrainConfig) else make_config(dict(config))
+    if config.strategy not in STRATEGIES:
+        raise ConfigError(f"strategy: unknown strategy {config.strategy!r}; available: "
+                          f"{', '.join(STRATEGIES.names())}")
+    build_strategy(config)  # the strategy's schema: bad values and idle keys
+    _check_names(config)
+    check_device(config.device)
+    return config
+
+
+def _check_names(config: TrainConfig) -> None:
+    from assist.data.datasets import DATASETS
+    from assist.models import MODELS
+
+    if config.model not in MODELS:
+        raise ConfigError(f"model: unknown model {config.model!r}; available: {', '.join(MODELS.names())}")
+    if config.dataset not in DATASETS:
+        raise ConfigError(f"dataset: unknown data set {config.dataset!r}; available: {', '.join(DATASETS.names())}")
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device: {device!r} is not a device name (use cpu or cuda)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device!r} was asked for but CUDA is not available here")
+
+
+def twin_config(config: TrainConfig) -> TrainConfig:
+    """The archetype twin: identical parameters and seed, every strategy key at its default."""
+    values = config.model_dump()
+    for key in strategy_keys():
+        values[key] = config_default(key)
+    values.update(strategy="archetype", epoch_filtering=THESIS_FLAGS["archetype"][0],
+                  batch_filtering=THESIS_FLAGS["archetype"][1])
+    return validate_run(values)

@@ -1,0 +1,113 @@
+"""One selection step, every loop: the built-in trainer and a user's Selector loop over a
+DataLoader make the same decisions and end with the same weights, for every registered
+strategy (a strategy added to the registry is covered here without a line changed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from assist.api import make_config
+from assist.data.pipeline import BatchPipeline
+from assist.engine.optim import build_optimizer
+from assist.engine.trainer import Trainer
+from assist.integration import IndexedDataset, Selector
+from assist.models import build_model
+from assist.strategies import STRATEGIES, strategy_keys
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "assist"
+RUN_KEYS = {"epochs", "batch_size", "rng_seed", "strategy", "data_augmentation", "model", "learning_rate"}
+
+
+def counters(row: dict) -> dict:
+    """A metrics row's selection counters and strategy numbers, without times."""
+    keys = ("steps", "samples_scored", "samples_trained", "raw_batches", "accepted", "acceptance_ratio",
+            "raw_batches_per_step", "overflow_discarded", "buffered")
+    picked = {k: row[k] for k in keys}
+    picked.update({k: v for k, v in row.items() if k.split("_")[0] in ("infobatch", "sb", "rho", "is", "osgd",
+                                                                      "subset", "epoch") and not k.endswith("_s")
+                   and k not in ("epoch", "epoch_time_s")})
+    return picked
+
+
+def selector_loop(values: dict, data, epochs: int) -> tuple[torch.nn.Module, list[dict]]:
+    """A hand-written loop over a DataLoader with the trainer's model, optimizer and inputs."""
+    config = make_config(values)
+    pipeline = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std, augmentation="none")
+    x, y = pipeline.batch(torch.arange(data.num_train), None)
+    dataset = IndexedDataset(TensorDataset(x, y))
+    model = build_model(config, data)
+    optimizer = build_optimizer(config, model.parameters())
+    options = {k: v for k, v in values.items() if k not in RUN_KEYS}
+    selector = Selector(config.strategy, dataset, batch_size=config.batch_size, epochs=epochs,
+                        seed=config.rng_seed, data=data, **options)
+    loader = DataLoader(dataset, batch_sampler=selector.batch_sampler())
+    stats = []
+    for _ in range(epochs):
+        for xb, yb, index, weight in selector.batches(loader, model):
+            model.train()
+            out = model(xb)
+            losses = F.cross_entropy(out, yb, reduction="none")
+            optimizer.zero_grad(set_to_none=True)
+            (losses * weight).mean().backward()
+            optimizer.step()
+            selector.feedback(index, losses, out, yb)
+        stats.append(selector.epoch_stats())
+    return model, stats
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_trainer_and_selector_loop_agree(name, toy_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSIST_DATA_DIR", str(tmp_path))  # RHO-LOSS's reference-model cache
+    # fcnet100 is also the model name a Selector assumes (RHO-LOSS's reference model is one)
+    values = {"strategy": name, "epochs": 3, "batch_size": 16, "rng_seed": 5, "data_augmentation": False,
+              "model": "fcnet100", "learning_rate": 0.05}
+    reference = Trainer(make_config(values), toy_data)
+    history = reference.fit().history
+    model, stats = selector_loop(values, toy_data, epochs=3)
+    for (key, expected), got in zip(reference.model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(expected, got), f"{name}: parameter {key} differs from the built-in trainer's"
+    assert [counters(row) for row in history] == [counters(row) for row in stats]
+    assert sum(row["samples_trained"] for row in history) > 0
+
+
+@pytest.mark.parametrize("extra", [
+    {"strategy": "batchwise", "accumulation_batch_size": 48, "starved_epoch": "fill_random"},
+    {"strategy": "epoch_batchwise", "filter": "soft", "soft_margin": 0.3, "starved_epoch": "partial"},
+    {"strategy": "batchwise", "filter": "none", "selector": "q_split", "select_k": 6, "batch_accumulation": False},
+], ids=["fill-random", "soft-partial", "q-split-unstable"])
+def test_trainer_and_selector_agree_with_options(extra, toy_data):
+    values = {"epochs": 3, "batch_size": 16, "rng_seed": 2, "data_augmentation": False, "model": "fcnet16",
+              "learning_rate": 0.05, **extra}
+    reference = Trainer(make_config(values), toy_data)
+    history = reference.fit().history
+    model, stats = selector_loop(values, toy_data, epochs=3)
+    for expected, got in zip(reference.model.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(expected, got)
+    assert [counters(row) for row in history] == [counters(row) for row in stats]
+
+
+def test_only_the_step_calls_a_strategys_decisions():
+    """``select(`` / ``plan_epoch(`` / ``.feedback(`` of a strategy are called in one module."""
+    pattern = re.compile(r"\bstrategy\.(select|plan_epoch|feedback)\(")
+    callers = sorted({path.relative_to(SRC).as_posix() for path in SRC.rglob("*.py")
+                      if pattern.search(path.read_text())})
+    assert callers == ["engine/step.py"]
+
+
+def test_config_is_a_leaf():
+    text = (SRC / "config.py").read_text()
+    assert "assist." not in "".join(line for line in text.splitlines() if "import" in line)
+
+
+def test_strategy_keys_come_from_the_schemas():
+    keys = set(strategy_keys())
+    declared = {k for n in STRATEGIES.names() for k in STRATEGIES.resolve(n).Params.model_fields}
+    assert keys == declared | {"strategy", "epoch_filtering", "batch_filtering"}
+    assert {"filter", "accumulation_batch_size", "strategy_options", "starved_epoch"} <= keys
+    assert "learning_rate" not in keys and "eval_batch_size" not in keys
