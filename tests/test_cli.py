@@ -97,3 +97,20 @@ def test_bad_strategy_option_leaves_nothing_behind(tmp_path):
     result = assist("train", "--out", str(out), *TINY, "strategy=infobatch", "strategy_options.ratio=1.5")
     assert result.returncode == 2 and "strategy_options.ratio" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_a_key_with_no_effect_for_the_strategy_is_refused(tmp_path):
+    out = tmp_path / "run"
+    result = assist("train", "--out", str(out), *TINY, "strategy=infobatch", "filter=soft")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and not out.exists()
+    assert result.stderr.strip() == ("assist: error: filter='soft': no effect for strategy 'infobatch', which "
+                                     "takes: strategy_options (ratio, delta)")
+
+
+def test_compare_honours_the_strategy_key(tmp_path):
+    result = assist("compare", "dataset=synthetic", "model=fcnet16", "epochs=1", "batch_size=16",
+                    "strategy=infobatch", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert any(line.startswith("accuracy") for line in result.stdout.splitlines())
+    assert sum(line.lstrip().startswith("infobatch") or " infobatch " in line for line in result.stdout.splitlines()) >= 4
+    assert sorted(p.name.split("-")[4] for p in tmp_path.iterdir()) == ["archetype", "infobatch"]

@@ -1,10 +1,12 @@
 """The trainer's hook points fire in a fixed, documented order."""
 
 import pytest
+import torch
 
 from assist.api import make_config
 from assist.events import Callback, EventRecorder
 from assist.engine.trainer import Trainer
+from assist.strategies import LoopNeeds, RunSetup, Selection, Strategy, StrategyParams
 
 
 def run_events(toy_data, **overrides):
@@ -35,3 +37,111 @@ def test_misspelt_hook_is_rejected():
         class Broken(Callback):  # noqa: F841
             def on_epoch_ends(self, trainer, **info):
                 pass
+
+
+# ---------------------------------------------------------------- every path that trains, with arguments
+class Recorder(Callback):
+    """Every hook call with the arguments a test can check."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_train_start(self, trainer, **info): self.calls.append(("train_start",))
+    def on_epoch_start(self, trainer, *, epoch, **info): self.calls.append(("epoch_start", epoch))
+    def on_epoch_planned(self, trainer, *, epoch, plan, **info): self.calls.append(("epoch_planned", epoch, len(plan)))
+    def on_batch_start(self, trainer, *, indices, **info): self.calls.append(("batch_start", len(indices)))
+    def on_batch_scored(self, trainer, *, batch, scores, **info):
+        assert scores.logits.shape[0] == len(batch) == scores.losses.shape[0]
+        self.calls.append(("batch_scored", len(batch)))
+    def on_batch_selected(self, trainer, *, batch, selection, **info):
+        self.calls.append(("batch_selected", len(batch), len(selection)))
+    def on_step_end(self, trainer, *, batch_size, loss, **info): self.calls.append(("step_end", batch_size))
+    def on_batch_end(self, trainer, *, indices, **info): self.calls.append(("batch_end", len(indices)))
+    def on_epoch_trained(self, trainer, *, epoch, starved, **info): self.calls.append(("epoch_trained", epoch, starved))
+    def on_epoch_end(self, trainer, *, epoch, metrics, **info):
+        assert metrics["epoch"] == epoch
+        self.calls.append(("epoch_end", epoch))
+    def on_train_end(self, trainer, *, status, reason, **info): self.calls.append(("train_end", status))
+
+
+class KeepFirst(Strategy):
+    """Scores every raw batch and keeps its first ``per_batch`` samples: a filter whose
+    acceptance is known in advance, so the expected event stream can be written down."""
+
+    name = "keep_first"
+
+    def __init__(self, config, per_batch):
+        super().__init__(StrategyParams(), RunSetup.from_config(config))
+        self.config, self.per_batch = config, per_batch
+
+    def needs(self):
+        return LoopNeeds(scores=True, accumulate=True, starved_epoch=self.config.starved_epoch)
+
+    def raw_batch_size(self):
+        return self.config.raw_batch_size
+
+    def select(self, batch, scores, ctx):
+        return Selection(keep=torch.arange(min(self.per_batch, len(batch))))
+
+
+def record(toy_data, build=None, **overrides):
+    config = make_config({"model": "fcnet16", "epochs": 2, "batch_size": 64, **overrides})
+    recorder = Recorder()
+    Trainer(config, toy_data, callbacks=[recorder], strategy=build(config) if build else None).fit()
+    return recorder.calls
+
+
+def expected_accumulation(epochs, raw_batches, raw, per_batch, batch_size, policy="wait"):
+    """The event stream of KeepFirst with discarded overflow, worked out by hand."""
+    calls, buffered = [("train_start",)], 0
+    for epoch in range(1, epochs + 1):
+        calls += [("epoch_start", epoch), ("epoch_planned", epoch, raw * raw_batches)]
+        accepted = 0
+        for _ in range(raw_batches):
+            calls += [("batch_start", raw), ("batch_scored", raw), ("batch_selected", raw, per_batch)]
+            buffered += per_batch
+            accepted += per_batch
+            if buffered >= batch_size:
+                calls.append(("step_end", batch_size))
+                buffered = 0   # the overflow is discarded
+            calls.append(("batch_end", raw))
+        starved = accepted < batch_size
+        if starved and policy == "partial" and buffered:
+            calls += [("batch_start", buffered), ("step_end", buffered), ("batch_end", buffered)]
+            buffered = 0
+        if starved and policy == "fill_random":
+            calls += [("batch_start", batch_size), ("step_end", batch_size), ("batch_end", batch_size)]
+            buffered = 0
+        calls += [("epoch_trained", epoch, starved), ("epoch_end", epoch)]
+        if starved and policy == "stop":
+            break
+    return calls + [("train_end", "completed")]
+
+
+def test_epochwise_events_and_arguments(toy_data):
+    calls = record(toy_data, epochs=1, strategy="epochwise", batch_size=16)
+    planned = calls[2]
+    assert calls[:2] == [("train_start",), ("epoch_start", 1)] and planned[0] == "epoch_planned"
+    passed, sizes = planned[2], [16] * (planned[2] // 16) + ([planned[2] % 16] if planned[2] % 16 else [])
+    body = [c for n in sizes for c in (("batch_start", n), ("batch_selected", n, n), ("step_end", n), ("batch_end", n))]
+    assert calls[3:-3] == body and passed < toy_data.num_train
+    assert calls[-3:] == [("epoch_trained", 1, False), ("epoch_end", 1), ("train_end", "completed")]
+
+
+def test_accumulation_spanning_raw_batches_and_epochs(toy_data):
+    # 192 samples in raw batches of 32: 6 per epoch, 5 kept each -> a batch of 16 every 4th raw batch
+    # (overflow 4 discarded), so the 2nd batch gathers raw batches 5-6 of epoch 1 and 1-2 of epoch 2
+    calls = record(toy_data, lambda c: KeepFirst(c, 5), epochs=3, batch_size=16, accumulation_batch_size=32,
+                   strategy="batchwise")
+    assert calls == expected_accumulation(3, 6, 32, 5, 16)
+    steps = [i for i, c in enumerate(calls) if c[0] == "step_end"]
+    epoch_two = calls.index(("epoch_start", 2))
+    assert len(steps) == 4 and epoch_two < steps[1] < calls.index(("epoch_start", 3))
+
+
+@pytest.mark.parametrize("policy", ["wait", "partial", "fill_random", "stop"])
+def test_starved_epoch_policies_train_inside_the_event_frame(policy, toy_data):
+    # 6 raw batches of 32, one sample kept from each: every epoch accepts 6 < 16 (starved)
+    calls = record(toy_data, lambda c: KeepFirst(c, 1), epochs=2, batch_size=16, accumulation_batch_size=32,
+                   strategy="batchwise", starved_epoch=policy)
+    assert calls == expected_accumulation(2, 6, 32, 1, 16, policy)

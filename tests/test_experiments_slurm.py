@@ -54,7 +54,26 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_slurm_resources_from_the_spec_reach_the_sbatch_script(tmp_path: Path):
+@pytest.fixture
+def stand_in_srun(tmp_path: Path, monkeypatch):
+    """Slurm's ``srun`` is only looked up by submitit when building the executor: a stand-in
+    on PATH lets the sbatch script be built and checked on a machine without Slurm."""
+    if shutil.which("srun"):
+        return
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_slurm_without_srun_is_one_clear_error(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ValueError, match="needs Slurm's srun"):
+        slurm.make_executor("slurm", tmp_path, SlurmOptions())
+
+
+def test_slurm_resources_from_the_spec_reach_the_sbatch_script(tmp_path: Path, stand_in_srun):
     options = SlurmOptions(partition="gpu", time="02:00:00", gpus=1, cpus=4, mem="16G", array_parallelism=8,
                            account="proj", setup=["module load cuda"], additional={"exclusive": True})
     executor = slurm.make_executor("slurm", tmp_path, options)

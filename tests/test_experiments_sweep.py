@@ -140,3 +140,28 @@ def test_a_worker_that_dies_costs_only_its_run(tmp_path: Path):
     assert [(o.name, o.status) for o in outcomes] == [("slow-aaaa", "crashed"), ("quick-bbbb", "completed")]
     assert "killed by signal 9" in outcomes[0].reason
     assert not RunStore(tmp_path / "slow-aaaa").finished  # left resumable
+
+
+def test_dry_run_names_every_bad_run_and_key(tmp_path: Path, capsys):
+    """Strategy options are validated at planning: one line per bad run, naming the key."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "bad", "base": {"dataset": "synthetic", "model": "fcnet16", "epochs": 1},
+        "experiments": {
+            "fine": {"batch_filtering": True},
+            "ratio": {"strategy": "infobatch", "strategy_options": {"ratio": 1.5}},
+            "topk": {"batch_filtering": True, "selector": "top_k"},
+            "idle": {"strategy": "infobatch", "filter": "soft"},
+        },
+        "seeds": [0, 1],
+    }))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 6 and all(line.startswith("assist: error: ") for line in lines)
+    assert sum("experiment 'ratio'" in line and "strategy_options.ratio" in line for line in lines) == 2
+    assert sum("experiment 'topk'" in line and "needs select_k" in line for line in lines) == 2
+    assert sum("experiment 'idle'" in line and "filter='soft': no effect for strategy 'infobatch'" in line
+               for line in lines) == 2
+    assert not (tmp_path / "out").exists()

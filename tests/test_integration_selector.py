@@ -8,11 +8,6 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader, Subset, TensorDataset
 
 from assist.config import ConfigError
-from assist.api import make_config
-from assist.data.pipeline import BatchPipeline
-from assist.engine.optim import build_optimizer
-from assist.engine.trainer import Trainer
-from assist.models import build_model
 from assist.integration import IndexedDataset, Selector
 
 
@@ -58,49 +53,7 @@ def test_selector_validates_options_like_the_config():
 
 
 # ---------------------------------------------------------------- faithful to the built-in trainer
-def user_loop(config_values: dict, data, epochs: int) -> tuple[torch.nn.Module, Selector]:
-    """A hand-written loop over a DataLoader with the trainer's model, optimizer and data."""
-    config = make_config(config_values)
-    pipeline = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std, augmentation="none")
-    x, y = pipeline.batch(torch.arange(data.num_train), None)
-    dataset = IndexedDataset(TensorDataset(x, y))
-    model = build_model(config, data)
-    optimizer = build_optimizer(config, model.parameters())
-    options = {k: v for k, v in config_values.items() if k not in ("epochs", "batch_size", "rng_seed",
-                                                                   "strategy", "data_augmentation")}
-    selector = Selector(config.strategy, dataset, batch_size=config.batch_size, epochs=epochs,
-                        seed=config.rng_seed, **options)
-    loader = DataLoader(dataset, batch_size=selector.raw_batch_size, sampler=selector.epoch_sampler())
-    for _ in range(epochs):
-        for xb, yb, index, weight in selector.batches(loader, model):
-            model.train()
-            out = model(xb)
-            losses = F.cross_entropy(out, yb, reduction="none")
-            loss = (losses * weight).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            selector.feedback(index, losses, out, yb)
-    return model, selector
-
-
-@pytest.mark.parametrize("values", [
-    {"strategy": "batchwise", "accumulation_batch_size": 48},
-    {"strategy": "epochwise", "filter": "soft", "soft_margin": 0.3},
-    {"strategy": "infobatch", "strategy_options": {"ratio": 0.5}},
-], ids=["batchwise", "epochwise", "infobatch"])
-def test_user_loop_trains_exactly_like_assist_train(values, toy_data):
-    base = {"epochs": 3, "batch_size": 32, "rng_seed": 5, "data_augmentation": False, **values}
-    reference = Trainer(make_config(base), toy_data)
-    history = reference.fit().history
-    model, selector = user_loop(base, toy_data, epochs=3)
-    for (name, expected), got in zip(reference.model.state_dict().items(), model.state_dict().values()):
-        assert torch.equal(expected, got), f"parameter {name} differs from the built-in trainer's"
-    stats = selector.epoch_stats()
-    for key in ("steps", "samples_scored", "samples_trained", "accepted"):
-        assert stats[key] == history[-1][key], key
-    # the strategy did select: fewer samples trained than three full epochs
-    assert 0 < sum(row["samples_trained"] for row in history) < 3 * toy_data.num_train
+# (tests/test_step_equivalence.py: every registered strategy, identical weights and counters)
 
 
 # ---------------------------------------------------------------- contract checks

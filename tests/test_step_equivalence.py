@@ -111,3 +111,23 @@ def test_strategy_keys_come_from_the_schemas():
     assert keys == declared | {"strategy", "epoch_filtering", "batch_filtering"}
     assert {"filter", "accumulation_batch_size", "strategy_options", "starved_epoch"} <= keys
     assert "learning_rate" not in keys and "eval_batch_size" not in keys
+
+
+def test_checkpoints_written_before_the_step_still_resume(toy_data):
+    """Checkpoints of the first landing lack the step's ``counters`` and ``epoch``: they load,
+    and the run continues to the uninterrupted result."""
+    values = {"strategy": "batchwise", "epochs": 4, "batch_size": 16, "accumulation_batch_size": 48,
+              "rng_seed": 1, "data_augmentation": False, "model": "fcnet16"}
+    whole = Trainer(make_config(values), toy_data)
+    whole.fit()
+    first = Trainer(make_config(values), toy_data)
+    first.run_epoch(1, 0.0)
+    first.run_epoch(2, 0.0)
+    old = {k: v for k, v in first.state_dict().items() if k not in ("counters", "epoch")}
+    assert set(old) == {"config", "model", "optimizer", "scheduler", "generators", "strategy", "accumulator", "state"}
+    resumed = Trainer(make_config(values), toy_data)
+    resumed.load_state_dict(old)
+    resumed.fit()
+    for expected, got in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(expected, got)
+    assert [counters(r) for r in resumed.state.history] == [counters(r) for r in whole.state.history]

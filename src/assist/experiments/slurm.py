@@ -13,6 +13,7 @@ requeued task and a stray older one from training the same run at once.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -60,6 +61,9 @@ def make_executor(kind: str, folder: Path, options: SlurmOptions) -> Any:
         return executor
     if kind != "slurm":
         raise ValueError(f"unknown executor {kind!r}; use local, slurm or submitit-local")
+    if shutil.which("srun") is None:  # submitit needs Slurm's commands on this machine
+        raise ValueError("--executor slurm needs Slurm's srun and sbatch on PATH (this machine has none): "
+                         "run the sweep on a Slurm login node, or use --executor local or submitit-local")
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=options.max_requeues)
     params: dict[str, Any] = {
         "job_name": "assist", "time": minutes, "cpus_per_task": options.cpus,

@@ -67,11 +67,9 @@ class Selector:
         self.num_workers = num_workers
         data = data if data is not None else (extras or {}).get("data")  # `extras` is the older spelling
         self.generators = {"shuffle": generator(seed, Stream.SHUFFLE), "select": generator(seed, Stream.SELECT)}
-        reference = None
-        if data is not None:
-            def reference(spec):
-                return fit_reference(data, spec, device=str(self._model_device()),
-                                     eval_batch_size=self.config.eval_batch_size)
+        reference = None if data is None else (  # RHO-LOSS's reference model, trained by the Trainer
+            lambda spec: fit_reference(data, spec, device=str(self._model_device()),
+                                       eval_batch_size=self.config.eval_batch_size))
         self.core = SelectionStep(
             self.strategy, num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
