@@ -60,14 +60,21 @@ class TrainConfig(BaseModel):
     epoch_filtering: bool = False           # Algorithm 8
     batch_filtering: bool = False           # Algorithms 9/10
     batch_accumulation: bool = True         # False: unstable batch size (Algorithm 9)
-    accumulation_batch_size: Optional[int] = Field(default=None, gt=0)  # None: batch_size
+    # raw batch size; None: batch_size; "auto": estimated from the recent acceptance ratio so
+    # that one raw batch yields about one training batch (thesis 5.2.2), at most the max below
+    accumulation_batch_size: Optional[Union[int, Literal["auto"]]] = None
+    accumulation_batch_size_max: Optional[int] = Field(default=None, gt=0)  # auto's bound; None: 16x batch
     filter: Literal["hard", "soft", "none"] = "hard"
     soft_margin: float = 0.1                # alpha of the soft accuracy filter, in (0, 1)
     selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = None
     select_k: Optional[float] = Field(default=None, gt=0)  # count (>=1) or fraction (<1)
     select_q: float = Field(default=0.5, ge=0, le=1)
-    select_p: float = Field(default=2.0, gt=0)
+    select_p: float = Field(default=2.0, gt=0)            # q-split power (at the first epoch)
+    select_p_end: Optional[float] = Field(default=None, gt=0)  # None: constant; else decays to this
+    select_p_schedule: Literal["linear", "cosine"] = "linear"  # how select_p moves to select_p_end
     select_buckets: int = Field(default=2, ge=2)
+    # q-split buckets: "prose" (thesis 3.2.1, docs/thesis.md) or the pseudo-code's "literal" cut
+    select_split: Literal["prose", "literal"] = "prose"
     fill_random: bool = False               # fill to k with random samples when too few pass
     overflow: Literal["discard", "carry"] = "discard"  # thesis discards accepted overflow
     starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = "wait"
@@ -129,9 +136,18 @@ class TrainConfig(BaseModel):
             object.__setattr__(self, "batch_filtering", batch_filtering)
         return self
 
+    @field_validator("accumulation_batch_size")
+    @classmethod
+    def _positive_or_auto(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be a positive count or 'auto'")
+        return value
+
     @property
     def raw_batch_size(self) -> int:
-        return self.accumulation_batch_size or self.batch_size
+        """The fixed raw batch size (``batch_size`` when unset; the first estimate under auto)."""
+        size = self.accumulation_batch_size
+        return self.batch_size if size in (None, "auto") else size
 
     @property
     def resolved_gamma(self) -> float:

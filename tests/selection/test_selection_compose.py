@@ -103,12 +103,15 @@ def test_top_q_variable_count_and_fill() -> None:
     passed = int(mask.sum())
     out = filter_then_select(mask, losses, "top_q", None, q=0.5)
     assert torch.equal(out, top_q(losses, 0.5, candidates=mask))
-    # k <= passed: top_q keeps its own count, no fill.
-    assert torch.equal(filter_then_select(mask, losses, "top_q", passed, gen(0), q=0.5), out)
-    # k > passed: top_q of the passed plus (k - passed) random non-passed samples.
-    filled = filter_then_select(mask, losses, "top_q", passed + 5, gen(0), q=0.5)
-    assert filled.numel() == out.numel() + 5
-    assert torch.equal(filled[mask[filled]], out)
+    # k <= selected: top_q keeps its own count, no fill.
+    assert torch.equal(filter_then_select(mask, losses, "top_q", out.numel(), gen(0), q=0.5), out)
+    # k > selected: filled to k with random samples, those that did not pass first.
+    assert out.numel() < passed
+    filled = filter_then_select(mask, losses, "top_q", passed, gen(0), q=0.5)
+    assert filled.numel() == passed and set(out.tolist()) <= set(filled.tolist())
+    assert int((~mask[filled]).sum()) == min(passed - out.numel(), int((~mask).sum()))
+    everything = filter_then_select(mask, losses, "top_q", mask.numel(), gen(0), q=0.5)
+    assert everything.tolist() == list(range(mask.numel()))
 
 
 def test_compose_errors_name_the_argument() -> None:

@@ -135,7 +135,10 @@ def test_filter_then_select_fill_invariants(lm: tuple, k: int | float, selector:
     assert torch.equal(out, out.unique())
     count, passed = resolve_count(k, n), int(mask.sum())
     kept = int(mask[out].sum())
-    if selector in (None, "top_q"):
+    if selector is None:
         assert out.numel() - kept == max(0, count - passed)  # fill tops up by the shortfall
+    elif selector == "top_q":  # filled up to k from what top_q did not select
+        picks = top_q(losses, 0.5, candidates=mask)
+        assert out.numel() == max(count, picks.numel()) and set(picks.tolist()) <= set(out.tolist())
     else:
         assert out.numel() == count and kept == min(count, passed)

@@ -132,26 +132,79 @@ def test_qsplit_buckets_match_thesis_loop(seed: int, buckets: int, power: float)
     # several portions, the case where the bucket may move only one step per sample.
     losses = torch.randint(0, 10, (40,), generator=g).double()
     losses[torch.randint(0, 40, (3,), generator=g)] = 60.0
-    assert qsplit_buckets(losses, buckets, power).tolist() == \
+    assert qsplit_buckets(losses, buckets, power, rule="literal").tolist() == \
         reference_thesis_buckets(losses.tolist(), buckets, power)
     smooth = 0.5 + 0.5 * torch.rand(60, generator=g, dtype=torch.float64)
-    assert qsplit_buckets(smooth, buckets, power).tolist() == \
+    assert qsplit_buckets(smooth, buckets, power, rule="literal").tolist() == \
         reference_thesis_buckets(smooth.tolist(), buckets, power)
 
 
-def test_qsplit_buckets_heavy_sample_and_zero_mass() -> None:
+def test_qsplit_buckets_heavy_sample_and_zero_mass_literal() -> None:
+    literal = {"rule": "literal"}
     # Eight 1s and one 8 with power 1: total 16, the 8th one reaches the cut at 8.
     losses = torch.tensor([1.0] * 4 + [8.0] + [1.0] * 4)
-    assert qsplit_buckets(losses, 2, 1.0).tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert qsplit_buckets(losses, 2, 1.0, **literal).tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0]
     # Power 3: the 8 holds 512 of 520; the loop only moves on *after* it, so all is bucket 0.
-    assert qsplit_buckets(losses, 3, 3.0).tolist() == [0] * 9
+    assert qsplit_buckets(losses, 3, 3.0, **literal).tolist() == [0] * 9
     # Cuts at 6, 12, 18: the first 10 crosses two of them, yet the next sample moves only
     # one bucket up (the thesis loop), leaving buckets 2 and 3 empty.
-    assert qsplit_buckets(torch.tensor([1.0, 1, 1, 1, 10, 10]), 4, 1.0).tolist() == \
+    assert qsplit_buckets(torch.tensor([1.0, 1, 1, 1, 10, 10]), 4, 1.0, **literal).tolist() == \
         [0, 0, 0, 0, 0, 1]
-    assert qsplit_buckets(torch.zeros(5), 3).tolist() == [2] * 5
-    assert qsplit_buckets(losses, 2, 1.0, candidates=losses < 2).tolist() == \
+    assert qsplit_buckets(torch.zeros(5), 3, **literal).tolist() == [2] * 5
+    assert qsplit_buckets(losses, 2, 1.0, candidates=losses < 2, **literal).tolist() == \
         [0, 0, 0, 0, -1, 1, 1, 1, 1]
+
+
+def test_qsplit_prose_buckets_follow_the_mass() -> None:
+    """Thesis 3.2.1: a sample belongs to the portion where most of its mass lies."""
+    losses = torch.tensor([1.0] * 4 + [8.0] + [1.0] * 4)
+    # power 3: the 8 holds 512 of 520 units, its middle (264) in the top third: it is that bucket alone
+    assert qsplit_buckets(losses, 3, 3.0).tolist() == [0, 0, 0, 0, 2, 0, 0, 0, 0]
+    # cuts at 6, 12, 18 of 24: the 10s' middles are at 9 and 19 -> buckets 1 and 3
+    assert qsplit_buckets(torch.tensor([1.0, 1, 1, 1, 10, 10]), 4, 1.0).tolist() == [0, 0, 0, 0, 1, 3]
+    assert qsplit_buckets(torch.zeros(5), 3).tolist() == [2] * 5
+
+
+def test_qsplit_prose_example_selects_the_dominant_sample() -> None:
+    """Losses [0.1, 0.2, 0.3, 0.4, 5, 6], k=2, q=2, p=2: the loss-6 sample is the top
+    portion by itself, so it is drawn in (nearly) every draw; the literal reading misses it."""
+    losses = torch.tensor([0.1, 0.2, 0.3, 0.4, 5.0, 6.0])
+    g = gen(0)
+    prose = sum(5 in loss_qsplit_random(losses, 2, 2, 2.0, g).tolist() for _ in range(400))
+    literal = sum(5 in loss_qsplit_random(losses, 2, 2, 2.0, g, rule="literal").tolist() for _ in range(400))
+    assert prose >= 0.95 * 400 and literal < 0.6 * 400
+
+
+@pytest.fixture(scope="module")
+def shared_losses() -> list[torch.Tensor]:
+    """Per-sample losses of real raw batches: FCNet100 on scikit-learn's digits, scored while
+    it trains (batchwise, raw batches of 256)."""
+    from assist.api import load_data, make_config
+    from assist.engine.trainer import Trainer
+    from assist.events import Callback
+
+    seen: list[torch.Tensor] = []
+
+    class Collect(Callback):
+        def on_batch_scored(self, trainer, *, scores, **info):
+            seen.append(scores.losses.detach().clone())
+
+    config = make_config({"dataset": "digits", "epochs": 8, "batch_size": 32, "strategy": "batchwise",
+                          "accumulation_batch_size": 256, "filter": "none", "selector": "top_k", "select_k": 64})
+    Trainer(config, load_data(config), callbacks=[Collect()]).fit()
+    return seen
+
+
+def test_qsplit_prose_top_bucket_is_never_empty_on_real_losses(shared_losses) -> None:
+    """On per-sample losses of a real model the top portion holds at least one sample
+    whenever there is a cut (two or more buckets and some mass)."""
+    for losses in shared_losses:
+        for buckets, power in [(2, 2.0), (2, 3.0), (3, 3.0), (4, 2.0)]:
+            ids = qsplit_buckets(losses, buckets, power)
+            assert (ids == buckets - 1).any()
+    # the literal reading leaves the top bucket empty in some of these raw batches
+    empty = [not (qsplit_buckets(l, 2, 3.0, rule="literal") == 1).any() for l in shared_losses]
+    assert len(shared_losses) >= 10 and any(empty)
 
 
 @pytest.mark.parametrize(

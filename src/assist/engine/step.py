@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from assist.engine.accumulate import BatchAccumulator, Chunk, concat
 from assist.events import Event
+from assist.selection import uniform_random
 from assist.strategies.base import RawBatch, ReferenceResult, ReferenceSpec, Scores, Strategy, StrategyContext
 
 #: ``fetch(indices) -> (x, y)``: model-ready inputs and labels of data-set indices, on the model's device
@@ -45,6 +46,11 @@ class EpochCounters:
     offered: int = 0
     accepted: int = 0
     overflow_discarded: int = 0
+    # Figure 6 (docs/thesis.md): per accumulated batch completed this epoch, the raw batches it
+    # consumed (counted across epoch boundaries) and the accepted samples it discarded
+    batch_raw_batches: list[int] = field(default_factory=list)
+    batch_overflow: list[int] = field(default_factory=list)
+    raw_sizes: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +61,16 @@ class EpochClose:
     batches: list[Chunk] = field(default_factory=list)
     starved: bool = False
     stop_reason: Optional[str] = None
+
+
+def figure6(c: EpochCounters, open_raw_batches: int) -> dict[str, Any]:
+    """The thesis's accumulation statistics (appendix Fig. 6) for one epoch: mean and maximum
+    raw batches per accumulated batch, over the batches completed in the epoch; in an epoch
+    that completed none, the raw batches the open batch has consumed so far (a lower bound,
+    so the epochs Figure 6a is about are not blank); and the overflow per batch."""
+    counts = c.batch_raw_batches or [open_raw_batches]
+    return {"raw_batches_per_batch_mean": sum(counts) / len(counts), "raw_batches_per_batch_max": max(counts),
+            "overflow_per_batch": (sum(c.batch_overflow) / len(c.batch_overflow)) if c.batch_overflow else None}
 
 
 class SelectionStep:
@@ -89,12 +105,15 @@ class SelectionStep:
         self.accumulator = BatchAccumulator(batch_size, strategy.needs().overflow)
         self.counters = EpochCounters()
         self.epoch = 0
+        self.epoch_accepted: list[torch.Tensor] = []   # indices trained this epoch (non-accumulating filters)
+        self.open_raw_batches = 0   # raw batches the batch now gathering has consumed (across epochs)
 
     # ------------------------------------------------------------------ the epoch
     def plan(self, epoch: int) -> torch.Tensor:
         """Open epoch ``epoch`` (1-based): reset the counters, return the strategy's plan."""
         self.epoch = epoch
         self.counters = EpochCounters()
+        self.epoch_accepted = []
         return self.strategy.plan_epoch(epoch, self.context)
 
     def raw_batch_size(self) -> int:
@@ -117,14 +136,21 @@ class SelectionStep:
         c.raw_batches += 1
         c.offered += len(batch)
         c.accepted += len(selection)
+        c.raw_sizes.append(len(batch))
         chunk = Chunk(x[keep], y[keep], indices[keep.cpu()], selection.weights)
         if not needs.accumulate:
+            if needs.filters:  # what a starved epoch already trained (see close_epoch)
+                self.epoch_accepted.append(chunk.indices)
             return [chunk] if len(chunk) else []
         self.accumulator.add(chunk)
+        self.open_raw_batches += 1
         ready = []
         while self.accumulator.ready():
             filled, discarded = self.accumulator.pop()
             c.overflow_discarded += discarded
+            c.batch_raw_batches.append(self.open_raw_batches)
+            c.batch_overflow.append(discarded)
+            self.open_raw_batches = 0   # a second batch of the same raw batch consumed no new one
             ready.append(filled)
         return ready
 
@@ -146,8 +172,13 @@ class SelectionStep:
         buffered = self.accumulator.pop_partial() if needs.accumulate else None
         if policy == "partial":
             return EpochClose([] if buffered is None else [buffered], starved=True)
-        have = 0 if buffered is None else len(buffered)
-        extra = torch.randint(self.num_samples, (self.batch_size - have,), generator=self.select_generator)
+        # fill_random: one batch's worth, the samples drawn without replacement among those not
+        # already in it (the buffer, or what this epoch trained when nothing accumulates)
+        taken = buffered.indices if buffered is not None else torch.cat(self.epoch_accepted or [torch.zeros(0).long()])
+        free = torch.ones(self.num_samples, dtype=torch.bool)
+        free[taken] = False
+        extra = uniform_random(self.num_samples, self.batch_size - int(taken.numel()), self.select_generator,
+                               candidates=free)
         x, y = self.fetch(extra)
         filler = Chunk(x, y, extra, None)
         return EpochClose([filler if buffered is None else concat([buffered, filler])], starved=True)
@@ -200,16 +231,23 @@ class SelectionStep:
             "steps": c.steps, "samples_scored": c.samples_scored, "samples_trained": c.samples_trained,
             "raw_batches": c.raw_batches, "accepted": c.accepted,
             "acceptance_ratio": c.accepted / c.offered if c.offered else None,
+            "trained_share": c.samples_trained / c.samples_scored if c.samples_scored else None,
+            "raw_batch_size_mean": sum(c.raw_sizes) / len(c.raw_sizes) if c.raw_sizes else None,
+            "raw_batch_size_min": min(c.raw_sizes, default=None),
+            "raw_batch_size_max": max(c.raw_sizes, default=None),
             "raw_batches_per_step": (c.raw_batches / c.steps if c.steps else None) if accumulate else None,
             "overflow_discarded": c.overflow_discarded if accumulate else None,
             "buffered": self.accumulator.size if accumulate else None,
+            **(figure6(c, self.open_raw_batches) if accumulate else
+               {"raw_batches_per_batch_mean": None, "raw_batches_per_batch_max": None, "overflow_per_batch": None}),
         }
         stats.update(self.strategy.epoch_metrics())
         return stats
 
     def state_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy.state_dict(), "accumulator": self.accumulator.state_dict(),
-                "counters": asdict(self.counters), "epoch": self.epoch}
+                "counters": asdict(self.counters), "epoch": self.epoch, "open_raw_batches": self.open_raw_batches,
+                "epoch_accepted": torch.cat(self.epoch_accepted) if self.epoch_accepted else torch.zeros(0).long()}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
         """Restore; checkpoints written before the step existed carry no counters or epoch."""
@@ -217,3 +255,6 @@ class SelectionStep:
         self.accumulator.load_state_dict(state["accumulator"], device)
         self.counters = EpochCounters(**state.get("counters", {}))
         self.epoch = int(state.get("epoch", self.epoch))
+        self.open_raw_batches = int(state.get("open_raw_batches", 0))
+        accepted = state.get("epoch_accepted")
+        self.epoch_accepted = [accepted] if accepted is not None and accepted.numel() else []

@@ -38,10 +38,13 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Test q=0.9 loss", LOSS, ("test_loss_q90",)),
     ("Worst loss (train solid, test dashed)", LOSS, ("train_loss_worst", "test_loss_worst")),
 )
+# Appendix Fig. 6: (a) raw batches each trained batch consumed, across epoch boundaries,
+# (b) accepted samples discarded per trained batch, (c) share of forwarded samples trained
 ACCUMULATION_PANELS = (
-    ("Raw batches per optimizer step", "raw batches per step", ("raw_batches_per_step",)),
-    ("Accepted samples discarded as overflow", "samples per epoch", ("overflow_discarded",)),
-    ("Acceptance ratio", "accepted ÷ scored (fraction)", ("acceptance_ratio",)),
+    ("Raw batches per trained batch (mean solid, max dashed)", "raw batches",
+     ("raw_batches_per_batch_mean", "raw_batches_per_batch_max")),
+    ("Overflow discarded per trained batch", "samples per batch", ("overflow_per_batch",)),
+    ("Forwarded samples that were trained", "trained ÷ scored (fraction)", ("trained_share",)),
 )
 ACCUMULATION_COLUMNS = tuple(c for _, _, cols in ACCUMULATION_PANELS for c in cols)
 X_AXES = ("epoch", "time", "cost")
@@ -75,6 +78,14 @@ def add_derived(epochs: pd.DataFrame) -> pd.DataFrame:
     if "cum_samples_trained" in out:
         scored = number("cum_samples_scored").fillna(0) if "cum_samples_scored" in out else 0.0
         out["training_cost"] = number("cum_samples_trained") + scored
+    # runs recorded before the per-batch statistics existed: their epoch-level stand-ins
+    if "raw_batches_per_batch_mean" not in out and "raw_batches_per_step" in out:
+        out["raw_batches_per_batch_mean"] = number("raw_batches_per_step")
+    if "overflow_per_batch" not in out and {"overflow_discarded", "steps"} <= set(out):
+        out["overflow_per_batch"] = number("overflow_discarded") / number("steps").where(number("steps") > 0)
+    if "trained_share" not in out and {"samples_trained", "samples_scored"} <= set(out):
+        scored = number("samples_scored")
+        out["trained_share"] = number("samples_trained") / scored.where(scored > 0)
     return out
 
 
@@ -139,5 +150,5 @@ def subgroup_lines(epochs_by_run: Mapping[str, pd.DataFrame], runs: pd.DataFrame
 def has_accumulation(lines: list[Line]) -> bool:
     """Whether batch accumulation ran: raw batches per step or overflow were logged. (The
     acceptance ratio alone is logged by every strategy, as 1.0 for those that accept all.)"""
-    marks = ("raw_batches_per_step", "overflow_discarded")
+    marks = ("raw_batches_per_batch_mean", "raw_batches_per_step", "overflow_discarded")
     return any(c in f and f[c].notna().any() for l in lines for f in l.frames for c in marks)

@@ -4,7 +4,7 @@ Filters return bool masks of shape (N,); selectors return int64 positions into t
 sorted ascending. Every random draw comes from a ``torch.Generator`` passed by the caller.
 """
 
-from .compose import filter_then_select, soft_filter_top_k
+from .compose import fill_up, filter_then_select, soft_filter_top_k
 from .filters import (
     marginal_mask,
     misclassified_mask,
@@ -31,6 +31,7 @@ __all__ = [
     "SELECTORS",
     "SELECTOR_NAMES",
     "WEIGHT_FLOOR",
+    "fill_up",
     "filter_then_select",
     "loss_qsplit_random",
     "loss_weighted_random",

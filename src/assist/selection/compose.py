@@ -27,6 +27,7 @@ def filter_then_select(
     buckets: int = 2,
     power: float = 2.0,
     fill_random: bool = True,
+    split: str = "prose",
 ) -> Tensor:
     """Positions (ascending) chosen from a batch of N = ``mask.numel()`` samples.
 
@@ -34,10 +35,10 @@ def filter_then_select(
     - otherwise the named selector (``SELECTOR_NAMES``) runs on the samples that passed;
       count selectors take ``min(k, passed)``, ``top_q`` keeps its variable count.
     - ``k`` (an int, or a fraction in (0, 1) *of the whole batch N*) is required by the
-      count selectors. When ``fill_random`` and fewer than k samples passed, ``k - passed``
-      uniformly random samples that did not pass are added (at most all of them), so count
-      selectors return exactly ``min(k, N)``. Filled positions are those with
-      ``mask[pos] == False``. Nothing is filled when ``k`` is None.
+      count selectors. When ``fill_random`` and fewer than k samples were *selected*,
+      ``k - selected`` uniformly random samples that were not selected are added, those that
+      did not pass first (the thesis's "defaulting back to SGD"), so count selectors and
+      ``top_q`` return exactly ``min(k, N)``. Nothing is filled when ``k`` is None.
     """
     check_mask(mask, None, "mask")
     n = mask.numel()
@@ -51,13 +52,28 @@ def filter_then_select(
         device = losses.device
         mask = mask.to(device)
         chosen = select(selector, losses, count, generator, candidates=mask,
-                        q=q, buckets=buckets, power=power)
+                        q=q, buckets=buckets, power=power, split=split)
     if not fill_random or count is None:
         return chosen
-    missing = count - int(mask.sum())
+    return fill_up(chosen, mask, count, generator)
+
+
+def fill_up(chosen: Tensor, passed: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
+    """``chosen`` topped up to ``count`` positions with uniformly random ones not chosen:
+    first those that did not pass the filter (the thesis's "defaulting back to SGD"), then,
+    if still short, passed ones the selector left out. Positions ascending."""
+    missing = count - int(chosen.numel())
     if missing <= 0:
         return chosen
-    fill = uniform_random(n, missing, generator, candidates=~mask, device=device)
+    n, device = passed.numel(), chosen.device
+    passed = passed.to(device)
+    failed = ~passed
+    fill = uniform_random(n, min(missing, int(failed.sum())), generator, candidates=failed, device=device)
+    if missing > fill.numel():
+        unpicked = passed.clone()
+        unpicked[chosen] = False
+        fill = torch.cat([fill, uniform_random(n, missing - fill.numel(), generator, candidates=unpicked,
+                                               device=device)])
     return torch.sort(torch.cat([chosen, fill])).values
 
 

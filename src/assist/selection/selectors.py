@@ -107,7 +107,43 @@ def loss_weighted_random(
     return torch.sort(pool[picked.to(losses.device)]).values
 
 
-def _sorted_bucket_ids(sorted_losses: Tensor, buckets: int, power: float) -> Tensor:
+QSPLIT_RULES = ("prose", "literal")
+
+
+def _sorted_bucket_ids(sorted_losses: Tensor, buckets: int, power: float, rule: str = "prose") -> Tensor:
+    """Bucket of each loss in an ascending sequence (``rule``: see ``loss_qsplit_random``)."""
+    if rule == "prose":
+        return _mass_bucket_ids(sorted_losses, buckets, power)
+    if rule == "literal":
+        return _literal_bucket_ids(sorted_losses, buckets, power)
+    raise ValueError(f"q-split rule must be one of {', '.join(QSPLIT_RULES)}; got {rule!r}")
+
+
+def _mass_bucket_ids(sorted_losses: Tensor, buckets: int, power: float) -> Tensor:
+    """The prose of thesis 3.2.1: q equal portions of the cumulative loss**power mass, each
+    sample in the portion that holds most of its own mass (ties go to the higher portion).
+    A dominant sample can so form the top portion alone, and the top portion always holds
+    the largest sample. All-zero mass: every sample in the last bucket (a uniform draw)."""
+    mass = sorted_losses.to(torch.float64).clamp_min(0).pow(power)
+    high = torch.cumsum(mass, dim=0)
+    total = high[-1]
+    if not total > 0:
+        return torch.full((mass.numel(),), buckets - 1, dtype=torch.int64, device=mass.device)
+    size = total / buckets
+    low = high - mass
+    first = torch.floor(low / size).long().clamp(0, buckets - 1)
+    last = (torch.ceil(high / size).long() - 1).clamp(0, buckets - 1)
+    last = torch.maximum(first, last)
+    first_share = (first + 1) * size - low          # mass inside the first portion it touches
+    last_share = high - last * size                  # mass inside the last one
+    spans_middle = last - first >= 2                 # whole portions in between hold `size` each
+    slack = 1e-9 * total                             # equal shares up to rounding are ties
+    pick_last = last_share + slack >= torch.maximum(first_share, torch.where(spans_middle, size, first_share))
+    pick_middle = ~pick_last & spans_middle & (size + slack >= first_share)
+    return torch.where(pick_last, last, torch.where(pick_middle, last - 1, first))
+
+
+def _literal_bucket_ids(sorted_losses: Tensor, buckets: int, power: float) -> Tensor:
     """Bucket of each loss in an ascending sequence: Algorithm 4, lines 5-14, vectorised.
 
     The thesis loop appends sample t to bucket b, then moves on to b+1 when the cumulative
@@ -130,7 +166,8 @@ def _sorted_bucket_ids(sorted_losses: Tensor, buckets: int, power: float) -> Ten
 
 
 def qsplit_buckets(
-    losses: Tensor, buckets: int = 2, power: float = 2.0, *, candidates: Tensor | None = None
+    losses: Tensor, buckets: int = 2, power: float = 2.0, *, candidates: Tensor | None = None,
+    rule: str = "prose",
 ) -> Tensor:
     """Bucket id (0 = lowest losses) of every position under ``loss_qsplit_random``'s split;
     -1 outside ``candidates``. Ties in loss are ordered by position."""
@@ -141,7 +178,7 @@ def qsplit_buckets(
     pool = pool_positions(candidates, losses.numel(), losses.device)
     if pool.numel():
         order = torch.sort(losses[pool], stable=True).indices
-        ids[pool[order]] = _sorted_bucket_ids(losses[pool][order], buckets, power)
+        ids[pool[order]] = _sorted_bucket_ids(losses[pool][order], buckets, power, rule)
     return ids
 
 
@@ -186,10 +223,18 @@ def loss_qsplit_random(
     generator: torch.Generator | None = None,
     *,
     candidates: Tensor | None = None,
+    rule: str = "prose",
 ) -> Tensor:
     """Loss q-split random selector (Algorithm 4): sort ascending, cut the cumulative sum of
     loss**power into ``buckets`` equal portions and draw uniformly without replacement the
-    same share of ``k`` from each portion (quota rules in ``split_quota``)."""
+    same share of ``k`` from each portion (quota rules in ``split_quota``).
+
+    ``rule="prose"`` (default) follows the text of 3.2.1: a sample belongs to the portion in
+    which most of its mass lies, so with a high power one portion may be a handful of
+    high-loss samples ("a q-th part of the selection comes from a small number of high-loss
+    samples"). ``rule="literal"`` is the pseudo-code: the sample that crosses a cut stays in
+    the lower bucket, which with heavy-tailed losses often leaves the top bucket empty.
+    docs/thesis.md says why the default follows the prose."""
     buckets = check_int(buckets, "buckets", 1)
     power = _check_power(power)
     check_losses(losses)
@@ -200,7 +245,7 @@ def loss_qsplit_random(
     gen = require_generator(generator, "loss_qsplit_random")
     device = losses.device
     order = torch.sort(losses[pool], stable=True).indices  # ascending loss
-    bucket = _sorted_bucket_ids(losses[pool][order], buckets, power)
+    bucket = _sorted_bucket_ids(losses[pool][order], buckets, power, rule)
     sizes = torch.bincount(bucket, minlength=buckets)
     take = torch.tensor(split_quota(count, sizes.tolist()), device=device)
     # Random order, then a stable sort by bucket: each bucket's members end up contiguous
@@ -265,6 +310,7 @@ def select(
     q: float = 0.5,
     buckets: int = 2,
     power: float = 2.0,
+    split: str = "prose",
 ) -> Tensor:
     """Run the selector called ``name`` with one calling convention for all of them.
 
@@ -279,5 +325,5 @@ def select(
     if name == "top_k":
         return top_k(losses, k, candidates=candidates)
     if name == "q_split":
-        return loss_qsplit_random(losses, k, buckets, power, generator, candidates=candidates)
+        return loss_qsplit_random(losses, k, buckets, power, generator, candidates=candidates, rule=split)
     return SELECTORS[name](losses, k, generator, candidates=candidates)

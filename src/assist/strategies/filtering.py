@@ -7,21 +7,25 @@ each algorithm of the thesis lives, and the choices it leaves open: docs/thesis.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import torch
 from pydantic import model_validator
 
 from assist.config import config_default
-from assist.selection import filter_then_select, misclassified_mask, resolve_count, soft_accuracy_mask
+from assist.selection import (fill_up, filter_then_select, misclassified_mask, resolve_count, soft_accuracy_mask,
+                              soft_filter_top_k)
 from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
 from assist.strategies.params import StrategyParams, params_schema
 
-FILTER_KEYS = ("filter", "soft_margin", "selector", "select_k", "select_q", "select_p", "select_buckets",
-               "fill_random")
+FILTER_KEYS = ("filter", "soft_margin", "selector", "select_k", "select_q", "select_p", "select_p_end",
+               "select_p_schedule", "select_buckets", "select_split", "fill_random")
 EPOCH_KEYS = ("starved_epoch", "scoring_mode", "epoch_filter_augmentation")
-BATCH_KEYS = ("batch_accumulation", "accumulation_batch_size", "overflow", "starved_epoch", "scoring_mode")
+BATCH_KEYS = ("batch_accumulation", "accumulation_batch_size", "accumulation_batch_size_max", "overflow",
+              "starved_epoch", "scoring_mode")
+ADAPT_MOMENTUM = 0.8      # weight of the previous acceptance estimate under accumulation_batch_size=auto
 COUNT_SELECTORS = ("top_k", "loss_weighted", "q_split")
 
 
@@ -38,22 +42,26 @@ class FilterChecks(StrategyParams):
             raise ValueError("filter=none needs a selector (otherwise nothing is filtered)")
         if self.selector in COUNT_SELECTORS and self.select_k is None:
             raise ValueError(f"selector={self.selector!r} needs select_k (a count, or a fraction below 1)")
-        idle = {"soft_margin": self.filter != "soft", "select_q": self.selector != "top_q",
-                "select_p": self.selector != "q_split", "select_buckets": self.selector != "q_split",
-                "fill_random": self.select_k is None}
-        for key, unused in idle.items():
-            if unused and _changed(self, key):
-                needs = {"soft_margin": "filter=soft", "select_q": "selector=top_q", "select_p": "selector=q_split",
-                         "select_buckets": "selector=q_split", "fill_random": "select_k"}[key]
-                raise ValueError(f"{key}={getattr(self, key)!r} has no effect without {needs}")
+        q_split = self.selector == "q_split"
+        needs = {"soft_margin": (self.filter == "soft", "filter=soft"),
+                 "select_q": (self.selector == "top_q", "selector=top_q"),
+                 "select_p": (q_split, "selector=q_split"), "select_p_end": (q_split, "selector=q_split"),
+                 "select_buckets": (q_split, "selector=q_split"), "select_split": (q_split, "selector=q_split"),
+                 "select_p_schedule": (self.select_p_end is not None, "select_p_end"),
+                 "fill_random": (self.select_k is not None, "select_k")}
+        for key, (used, what) in needs.items():
+            if not used and _changed(self, key):
+                raise ValueError(f"{key}={getattr(self, key)!r} has no effect without {what}")
         return self
 
 
 class BatchChecks(FilterChecks):
     @model_validator(mode="after")
     def _accumulation(self) -> "BatchChecks":
+        if self.accumulation_batch_size != "auto" and _changed(self, "accumulation_batch_size_max"):
+            raise ValueError("accumulation_batch_size_max has no effect without accumulation_batch_size=auto")
         if not self.batch_accumulation:
-            for key in ("accumulation_batch_size", "overflow"):
+            for key in ("accumulation_batch_size", "accumulation_batch_size_max", "overflow"):
                 if _changed(self, key):
                     raise ValueError(f"{key}={getattr(self, key)!r} has no effect with batch_accumulation=false "
                                      "(Algorithm 9 trains each filtered raw batch as it is)")
@@ -66,8 +74,33 @@ EpochBatchwiseParams = params_schema("EpochBatchwiseParams", FILTER_KEYS + BATCH
                                      base=BatchChecks)
 
 
+def scheduled_power(start: float, end: Optional[float], schedule: str, epoch: int, epochs: int) -> float:
+    """q-split's power at ``epoch`` (1-based): ``start`` throughout when ``end`` is None, else
+    moving from ``start`` at the first epoch to ``end`` at the last (thesis 3.2.1: a high power
+    early, a lower one later), linearly or along a half cosine."""
+    if end is None or epochs <= 1:
+        return start
+    progress = (epoch - 1) / (epochs - 1)
+    if schedule == "cosine":
+        progress = (1 - math.cos(math.pi * progress)) / 2
+    return start + (end - start) * progress
+
+
+def adaptive_raw_batch_size(batch_size: int, acceptance: Optional[float], upper: int) -> int:
+    """Thesis 5.2.2: the raw batch that is expected to yield one training batch,
+    ``ceil(batch_size / acceptance)``, bounded to ``[batch_size, upper]``; ``batch_size`` before
+    any acceptance has been seen."""
+    if acceptance is None:
+        return batch_size
+    wanted = math.ceil(batch_size / max(acceptance, batch_size / max(upper, batch_size)) - 1e-9)
+    return max(batch_size, min(upper, wanted))
+
+
 class FilterRule:
-    """Accuracy filter (hard / soft / none) followed by an optional loss selector."""
+    """Accuracy filter (hard / soft / none) followed by an optional loss selector.
+
+    ``filter=soft selector=top_k`` is Algorithm 6: the top-k *misclassified* samples by loss,
+    plus every correct sample whose top-two softmax margin is at most ``soft_margin``."""
 
     def __init__(self, params: Any) -> None:
         self.filter = params.filter
@@ -77,9 +110,15 @@ class FilterRule:
         k = params.select_k
         self.k = None if k is None else (int(k) if k >= 1 else k)
         self.q = params.select_q
+        self.params = params
         self.power = params.select_p
         self.buckets = params.select_buckets
+        self.split = params.select_split
         self.fill_random = params.fill_random
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        p = self.params
+        self.power = scheduled_power(p.select_p, p.select_p_end, p.select_p_schedule, epoch, epochs)
 
     def mask(self, scores: Scores, labels: torch.Tensor) -> torch.Tensor:
         if self.filter == "hard":
@@ -92,9 +131,12 @@ class FilterRule:
         """Positions (ascending) of the samples that pass."""
         mask = self.mask(scores, labels)
         k = None if self.k is None else resolve_count(self.k, int(labels.shape[0]))
+        if self.filter == "soft" and self.selector == "top_k":
+            chosen = soft_filter_top_k(scores.logits, labels, scores.losses, k, self.margin)
+            return fill_up(chosen, mask, k, generator) if self.fill_random else chosen
         return filter_then_select(
             mask, scores.losses, self.selector, k, generator,
-            q=self.q, buckets=self.buckets, power=self.power, fill_random=self.fill_random,
+            q=self.q, buckets=self.buckets, power=self.power, fill_random=self.fill_random, split=self.split,
         )
 
 
@@ -110,20 +152,23 @@ class Epochwise(Strategy):
     def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
         self.rule = FilterRule(params)
-        self.epoch_passed = 0
+        self.epoch_passed = self.epoch_scored = 0
 
     def needs(self) -> LoopNeeds:
         return LoopNeeds(starved_epoch=self.params.starved_epoch, scoring_mode=self.params.scoring_mode)
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
+        self.rule.set_epoch(epoch, ctx.epochs)
         order = torch.randperm(ctx.num_samples, generator=ctx.shuffle_generator)
         scores, labels = ctx.score_indices(order)
         keep = self.rule(scores, labels, ctx.select_generator).cpu()
-        self.epoch_passed = int(keep.shape[0])
+        self.epoch_passed, self.epoch_scored = int(keep.shape[0]), int(order.shape[0])
         return order[keep]
 
     def epoch_metrics(self) -> dict[str, Any]:
-        return {"epoch_filter_passed": self.epoch_passed}
+        share = self.epoch_passed / self.epoch_scored if self.epoch_scored else None
+        # the filter's pass rate is this strategy's acceptance (raw batches accept everything)
+        return {"epoch_filter_passed": self.epoch_passed, "epoch_filter_acceptance": share, "acceptance_ratio": share}
 
 
 @register_strategy
@@ -138,6 +183,7 @@ class Batchwise(Strategy):
     def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
         self.rule = FilterRule(params)
+        self.acceptance: Optional[float] = None   # recent acceptance ratio (accumulation_batch_size=auto)
 
     def needs(self) -> LoopNeeds:
         p = self.params
@@ -145,13 +191,33 @@ class Batchwise(Strategy):
                          starved_epoch=p.starved_epoch, scoring_mode=p.scoring_mode)
 
     def raw_batch_size(self) -> int:
-        if self.params.batch_accumulation:
-            return self.params.accumulation_batch_size or self.setup.batch_size
-        return self.setup.batch_size
+        size, batch = self.params.accumulation_batch_size, self.setup.batch_size
+        if not self.params.batch_accumulation or size is None:
+            return batch
+        if size != "auto":
+            return size
+        return adaptive_raw_batch_size(batch, self.acceptance, self.params.accumulation_batch_size_max or 16 * batch)
+
+    def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
+        self.rule.set_epoch(epoch, ctx.epochs)
+        return super().plan_epoch(epoch, ctx)
 
     def select(self, batch: RawBatch, scores: Optional[Scores], ctx: StrategyContext) -> Selection:
         assert scores is not None, "batchwise filtering needs scores"
-        return Selection(keep=self.rule(scores, batch.y, ctx.select_generator))
+        keep = self.rule(scores, batch.y, ctx.select_generator)
+        if self.params.accumulation_batch_size == "auto" and len(batch):
+            rate = int(keep.shape[0]) / len(batch)
+            self.acceptance = rate if self.acceptance is None else (
+                ADAPT_MOMENTUM * self.acceptance + (1 - ADAPT_MOMENTUM) * rate)
+        return Selection(keep=keep)
+
+    def state_dict(self) -> dict[str, Any]:
+        # fixed raw batches keep the first landing's empty state (its checkpoints still load)
+        return {} if self.params.accumulation_batch_size != "auto" else {"acceptance": self.acceptance}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        value = state.get("acceptance") if state else None
+        self.acceptance = None if value is None else float(value)
 
 
 @register_strategy
@@ -167,7 +233,10 @@ class EpochBatchwise(Batchwise):
         self.epochwise = Epochwise(params, setup)
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
+        self.rule.set_epoch(epoch, ctx.epochs)
         return self.epochwise.plan_epoch(epoch, ctx)
 
     def epoch_metrics(self) -> dict[str, Any]:
-        return self.epochwise.epoch_metrics()
+        metrics = self.epochwise.epoch_metrics()
+        del metrics["acceptance_ratio"]   # here acceptance is the batch filter's, per raw batch
+        return metrics

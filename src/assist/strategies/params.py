@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from assist.config import ConfigError, TrainConfig, config_default, did_you_mean, format_validation_error
 
@@ -39,7 +39,7 @@ class StrategyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def params_schema(name: str, keys: Iterable[str], *, base: type[StrategyParams] = StrategyParams,
+def params_schema(name: str, keys: Iterable[str] = (), *, base: type[StrategyParams] = StrategyParams,
                   options: Optional[type[StrategyOptions]] = None) -> type[StrategyParams]:
     """A schema taking the config ``keys`` (types and defaults from TrainConfig) and, with
     ``options``, a ``strategy_options`` mapping validated by that model."""
@@ -50,6 +50,16 @@ def params_schema(name: str, keys: Iterable[str], *, base: type[StrategyParams] 
     if options is not None:
         fields["strategy_options"] = (options, Field(default_factory=options))
     return create_model(name, __base__=base, **fields)
+
+
+class FixedRawBatch(StrategyParams):
+    """Schema base of strategies whose raw batch size is fixed (no ``accumulation_batch_size=auto``)."""
+
+    @model_validator(mode="after")
+    def _fixed(self) -> "FixedRawBatch":
+        if self.accumulation_batch_size == "auto":
+            raise ValueError("accumulation_batch_size='auto' is for batchwise filtering only; give a size")
+        return self
 
 
 def taken_keys(schema: type[StrategyParams]) -> tuple[str, ...]:

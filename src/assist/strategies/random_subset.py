@@ -18,7 +18,7 @@ from pydantic import Field
 from assist.selection import resolve_count, uniform_random
 from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.params import FixedRawBatch, StrategyOptions, StrategyParams, params_schema
 
 
 class RandomSubsetOptions(StrategyOptions):
@@ -35,7 +35,8 @@ def subset_count(fraction: float, n: int) -> int:
 @register_strategy
 class RandomSubset(Strategy):
     name = "random_subset"
-    Params = params_schema("RandomSubsetParams", ("accumulation_batch_size",), options=RandomSubsetOptions)
+    Params = params_schema("RandomSubsetParams", ("accumulation_batch_size",), base=FixedRawBatch,
+                           options=RandomSubsetOptions)
 
     def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
         super().__init__(params, setup)

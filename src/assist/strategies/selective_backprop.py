@@ -23,7 +23,7 @@ from pydantic import Field
 
 from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.params import FixedRawBatch, StrategyOptions, StrategyParams, params_schema
 
 
 class SelectiveBackpropOptions(StrategyOptions):
@@ -82,7 +82,7 @@ def keep_probabilities(losses: torch.Tensor, history: torch.Tensor, beta: float,
 @register_strategy
 class SelectiveBackprop(Strategy):
     name = "selective_backprop"
-    Params = params_schema("SelectiveBackpropParams", ("accumulation_batch_size", "scoring_mode"),
+    Params = params_schema("SelectiveBackpropParams", ("accumulation_batch_size", "scoring_mode"), base=FixedRawBatch,
                            options=SelectiveBackpropOptions)
 
     def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
