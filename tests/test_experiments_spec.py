@@ -92,7 +92,7 @@ def test_dotted_keys_set_strategy_options_entries():
     ({"base": BASE, "grids": {}}, "unknown key 'grids' (did you mean 'grid'?)"),
     ({"base": {**BASE, "learning_rat": 0.1}}, "base: unknown config key 'learning_rat' (did you mean 'learning_rate'?)"),
     ({"base": BASE, "grid": {"modle": ["fcnet16"]}}, "grid: unknown config key 'modle'"),
-    ({"base": BASE, "experiments": {"e": {"epoch_filter": True}}}, "experiments.e: unknown config key 'epoch_filter'"),
+    ({"base": BASE, "experiments": {"e": {"epoch_filtrering": True}}}, "experiments.e: unknown config key 'epoch_filtrering'"),
     ({"base": BASE, "grid": {"learning_rate": []}}, "grid.learning_rate is an empty list"),
     ({"base": BASE, "experiments": {"e": {"select_q": []}}}, "experiments.e.select_q is an empty list"),
     ({"base": BASE, "seeds": []}, "seeds is an empty list"),
@@ -134,8 +134,8 @@ def test_spec_file_errors(tmp_path: Path):
     spec = load_spec(path, overrides=["epochs=5", "strategy=infobatch", "strategy_options.ratio=0.4"])
     assert spec.base["epochs"] == 5
     assert expand(spec)[0].config.strategy_options == {"ratio": 0.4}
-    with pytest.raises(SpecError, match="set in both base and grid"):
-        load_spec(path, overrides=["learning_rate=0.3"])
+    pinned = load_spec(path, overrides=["learning_rate=0.3"])  # --set pins a key the grid varies
+    assert pinned.grid == {} and pinned.base["learning_rate"] == 0.3
 
 
 @pytest.mark.parametrize("text, minutes", [(90, 90), ("90", 90), ("01:30", 2), ("02:00:00", 120),
@@ -151,3 +151,35 @@ def test_example_spec_has_the_thesis_shape():
     assert {r.config.model for r in runs} == {"lenet", "fcnet100"}
     assert {r.config.rng_seed for r in runs} == {0, 1}
     assert all(r.config.dataset == "mnist" and r.config.data_augmentation is False for r in runs)
+
+
+def test_every_shipped_spec_plans_and_is_listed(tmp_path):
+    """Each example spec validates every run (what --dry-run checks), has a twin for every
+    strategic run, and is found by name."""
+    from assist.experiments.examples import examples, resolve_example
+    from assist.experiments.sweep import plan_sweep
+
+    shipped = examples()
+    names = {e.name for e in shipped}
+    assert {"thesis-mnist-fcnets", "thesis-mnist-epochwise", "thesis-cifar10-fcnets", "thesis-cifar10-batch-sizes",
+            "thesis-cifar100-fcnets", "thesis-cifar100-batch-sizes", "thesis-appendix-grid"} <= names
+    for example in shipped:
+        header = example.path.read_text().split("\nname:")[0]
+        assert "Full scale" in header and "Reduced scale on a CPU" in header, example.name
+        plan = plan_sweep(example.name, tmp_path / example.name)
+        strategic = [r for r in plan.runs if r.role == "strategic"]
+        ids = {r.run_id for r in plan.runs}
+        assert strategic and all(r.twin_id in ids for r in strategic), example.name
+        assert resolve_example(example.name) == example.path
+    baseline = plan_sweep("thesis-cifar10-fcnets", tmp_path / "b").runs[0].config
+    assert (baseline.batch_size, baseline.learning_rate, baseline.weight_decay, baseline.momentum,
+            baseline.lr_scheduler, baseline.data_augmentation) == (1024, 0.1, 5e-4, 0.9, "none", True)
+
+
+def test_set_pins_a_key_the_grid_varies_and_seeds_replace(tmp_path):
+    from assist.experiments.sweep import plan_sweep
+
+    plan = plan_sweep("thesis-mnist-epochwise", tmp_path / "a", ["model=lenet", "epochs=2"], seeds=[0, 1, 2])
+    assert {r.config.model for r in plan.runs} == {"lenet"} and {r.config.epochs for r in plan.runs} == {2}
+    assert len(plan.runs) == 4 * 3                              # four filtering modes, three seeds
+    assert sorted({r.config.rng_seed for r in plan.runs}) == [0, 1, 2]

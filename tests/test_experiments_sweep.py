@@ -65,7 +65,7 @@ def test_local_sweep_skips_done_resumes_unfinished_and_survives_a_failed_run(tmp
         train(epochwise.config, out=out / epochwise.name, callbacks=[StopAt()])
     train(archetype.config, out=out / archetype.name)
     listing = describe_plan(plan)
-    assert "1 done, 0 running, 0 failed, 1 incomplete, 2 missing; would start 3" in listing
+    assert "1 done, 0 collapsed, 0 running, 0 failed, 1 incomplete, 2 missing; would start 3" in listing
 
     lines: list[str] = []
     report = run_sweep(plan, workers=2, echo=lines.append)
@@ -87,7 +87,7 @@ def test_local_sweep_skips_done_resumes_unfinished_and_survives_a_failed_run(tmp
     assert run_sweep(plan, workers=2, echo=lines.append).outcomes == []
     main(["status", str(out)])
     status = capsys.readouterr().out
-    assert "4 runs: 3 done, 0 running, 1 failed, 0 incomplete, 0 missing" in status
+    assert "4 runs: 3 done, 0 collapsed, 0 running, 1 failed, 0 incomplete, 0 missing" in status
     assert "non-finite loss at epoch 1" in status
 
     # --retry-failed starts the failed run over (and it fails the same way)

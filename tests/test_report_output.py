@@ -88,7 +88,7 @@ def test_axes_are_labelled_with_units(built):
     assert "accuracy (fraction correct)" in svg["epoch"] and "cross-entropy loss (nats)" in svg["epoch"]
     assert re.search(r"wall-clock time \((s|min|h),", svg["time"])
     assert "samples scored + trained" in svg["cost"]
-    assert "acceptance" in svg["accumulation"].lower()
+    assert "trained ÷ scored" in svg["accumulation"] and "raw batches per trained batch" in svg["accumulation"].lower()
 
 
 def test_markdown_and_csv_formats(built, tmp_path):

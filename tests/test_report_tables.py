@@ -79,7 +79,7 @@ def test_mean_std_and_ratio_over_seeds(root):
     shown = table.rows[table.data.index[table.data["strategy"] == row["strategy"]][0]]
     header = [f"{a} {b}".strip() for a, b in table.header]
     cell = shown[header.index("Mean loss Test")]
-    assert cell == f"{test.mean():.3f} ± {test.std(ddof=1):.3f}"
+    assert cell == f"{test.mean():.3f} ± {test.std(ddof=1):.3f} (med {np.median(test):.3f})"
     assert shown[header.index("n")] == "3"
 
 
@@ -150,3 +150,62 @@ def test_appendix_lists_every_run(root):
     incomplete = next(r for r in table.rows if r[header.index("Ran to completion")] == "✗")
     assert incomplete[header.index("Epochs")] == "2/3"
     assert set(table.data["run"]) == set(rs.runs.index)
+
+
+def collapse(root, run):
+    """Rewrite a completed run's metrics so its test accuracy sits at chance (10 classes)."""
+    lines = [json.loads(line) for line in (root / run / "metrics.jsonl").read_text().splitlines()]
+    for row in lines:
+        row["test_accuracy"] = 0.098
+    (root / run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in lines))
+    summary = json.loads((root / run / "summary.json").read_text())
+    summary["final"]["test_accuracy"] = 0.098
+    (root / run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_collapsed_seed_is_shown_apart_and_never_averaged(root):
+    from assist.experiments.store import SweepDir, format_states
+    from assist.metrics.collapse import is_collapsed
+
+    assert is_collapsed([0.5, 0.1, 0.099, 0.1], 10) and not is_collapsed([0.1, 0.1, 0.3], 10)
+    assert not is_collapsed([0.1], None)
+    rs = load_runs(root)
+    victim = _runs_of(rs, "lenet", "archetype")[2]
+    others = _runs_of(rs, "lenet", "archetype")[:2]
+    collapse(root, victim)
+    rs = load_runs(root)
+    assert rs.runs.at[victim, "status"] == "collapsed"
+    group = next(g for g in group_runs(rs) if g.title == "model=lenet")
+    table = comparison_table(rs, group)
+    rows = table.data[table.data["strategy"] == "archetype"]
+    averaged = rows[rows["status"] == "completed"].iloc[0]
+    assert averaged["n"] == 2 and "collapsed seed 2 shown apart" in averaged["note"]
+    assert averaged["accuracy_test_mean"] == pytest.approx(np.mean([_final(root, r, "test_accuracy") for r in others]))
+    assert rows[rows["status"].str.startswith("collapsed")].iloc[0]["accuracy_test_mean"] == pytest.approx(0.098)
+    sweep = SweepDir(root)
+    states = [sweep.state(run, run, index={run: root / run}) for run in [victim, *others]]
+    assert [s.state for s in states] == ["collapsed", "done", "done"]
+    assert "1 collapsed" in format_states(states) and format_states(states).startswith("collapsed")
+
+
+def test_thesis_table_beside_measured_values(root, capsys):
+    from assist.report.command import cli_report
+    from assist.report.thesis import thesis_comparison, thesis_tables
+
+    rs = load_runs(root)
+    table = thesis_comparison(rs, "4.4")
+    data = table.data.set_index("strategy")
+    assert set(data.index) == {"archetype", "epochwise", "batchwise"} and set(data["model"]) == {"lenet"}
+    lenet = thesis_tables()["tables"]["4.4"]["rows"]["lenet"]
+    assert data.at["batchwise", "loss_mean_ratio_thesis"] == lenet["batchwise"]["loss_mean"][2] == 1.197
+    lenet_runs = rs.runs[(rs.runs["model"] == "lenet") & (rs.runs["strategy"] == "batchwise")].index
+    assert data.at["batchwise", "accuracy_test"] == pytest.approx(
+        np.mean([_final(root, r, "test_accuracy") for r in lenet_runs]))
+    row = table.rows[list(data.index).index("batchwise")]
+    assert row[-1].startswith("mean loss: ✓ / ") and ("holds" in row[-1] or "differs" in row[-1])
+    assert f"({lenet['batchwise']['accuracy'][1]:.3f})" in row[4]
+    assert cli_report(root, root / "report", fmt="csv", thesis="4.4") == 0
+    printed = capsys.readouterr().out
+    assert "Thesis Table 4.4" in printed and (root / "report" / "thesis-4.4.md").is_file()
+    assert cli_report(root, root / "report", fmt="csv", thesis="4.6") == 2
+    assert "cannot be placed" in capsys.readouterr().err

@@ -114,7 +114,7 @@ def test_epochwise_reports_the_filters_pass_rate(toy_data):
 
 def test_adaptive_raw_batch_size_rule():
     assert adaptive_raw_batch_size(16, None, 256) == 16          # nothing seen yet
-    assert adaptive_raw_batch_size(16, 0.5, 256) == 32
+    assert adaptive_raw_batch_size(16, 0.5, 256) == 44           # (16 + 2 sqrt(16 * 0.5)) / 0.5
     assert adaptive_raw_batch_size(16, 0.01, 256) == 256         # bounded above
     assert adaptive_raw_batch_size(16, 0.0, 256) == 256
     assert adaptive_raw_batch_size(16, 1.0, 256) == 16           # bounded below
@@ -175,3 +175,22 @@ def test_qsplit_power_decays_on_a_schedule():
     assert powers == [3.0, 2.0, 1.0]
     with pytest.raises(ConfigError, match="select_p_end"):
         make_config({"strategy": "batchwise", "select_p_end": 1.0})
+
+
+def test_epoch_and_batch_levels_may_filter_differently(toy_data):
+    config = make_config({"strategy": "epoch_batchwise", "model": "fcnet16", "epochs": 2, "batch_size": 16,
+                          "epoch_filter": "soft", "epoch_soft_margin": 0.3, "filter": "hard",
+                          "selector": "top_k", "select_k": 8, "epoch_selector": "none"})
+    strategy = build_strategy(config)
+    assert (strategy.epochwise.rule.filter, strategy.epochwise.rule.margin, strategy.epochwise.rule.selector) == \
+        ("soft", 0.3, None)
+    assert (strategy.rule.filter, strategy.rule.selector) == ("hard", "top_k")
+    history = Trainer(config, toy_data).fit().history
+    same = Trainer(make_config({"strategy": "epoch_batchwise", "model": "fcnet16", "epochs": 2, "batch_size": 16,
+                                "selector": "top_k", "select_k": 8}), toy_data).fit().history
+    # the soft epoch filter passes at least what the hard one does, before any batch is trained
+    assert history[0]["epoch_filter_passed"] >= same[0]["epoch_filter_passed"]
+    with pytest.raises(ConfigError, match="epoch level: selector='top_k' needs select_k"):
+        make_config({"strategy": "epoch_batchwise", "epoch_selector": "top_k"})
+    with pytest.raises(ConfigError, match="epoch_filter='soft': no effect for strategy 'batchwise'"):
+        make_config({"strategy": "batchwise", "epoch_filter": "soft"})

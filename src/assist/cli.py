@@ -100,9 +100,10 @@ def _attach_optional_commands() -> None:
         pass
     else:
         cli.add_command(report_command, "report")
-    from assist.experiments.commands import status_command, sweep_command
+    from assist.experiments.commands import examples_command, status_command, sweep_command
 
     cli.add_command(sweep_command, "sweep")
+    cli.add_command(examples_command, "examples")
     cli.add_command(status_command, "status")
     from assist.tracking.export import export_command
 

@@ -76,6 +76,11 @@ class TrainConfig(BaseModel):
     # q-split buckets: "prose" (thesis 3.2.1, docs/thesis.md) or the pseudo-code's "literal" cut
     select_split: Literal["prose", "literal"] = "prose"
     fill_random: bool = False               # fill to k with random samples when too few pass
+    # epoch + batch filtering: the epoch level's own filter and selector (None: the batch level's)
+    epoch_filter: Optional[Literal["hard", "soft", "none"]] = None
+    epoch_soft_margin: Optional[float] = Field(default=None, gt=0, lt=1)
+    epoch_selector: Optional[Literal["none", "top_k", "top_q", "loss_weighted", "q_split"]] = None
+    epoch_select_k: Optional[float] = Field(default=None, gt=0)
     overflow: Literal["discard", "carry"] = "discard"  # thesis discards accepted overflow
     starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = "wait"
     scoring_mode: Literal["eval", "train"] = "eval"

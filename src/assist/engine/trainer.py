@@ -187,6 +187,7 @@ class Trainer:
         self.state.cum_samples_trained += stats["samples_trained"]
         row: dict[str, Any] = {
             "epoch": epoch, "rng_seed": self.config.rng_seed, "strategy": self.strategy.name,
+            "num_classes": self.data.num_classes,
             "total_steps": self.state.total_steps,
             "cum_samples_scored": self.state.cum_samples_scored,
             "cum_samples_trained": self.state.cum_samples_trained,

@@ -1,4 +1,4 @@
-"""``assist sweep`` and ``assist status``."""
+"""``assist sweep``, ``assist status`` and ``assist examples``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,18 @@ from typing import Optional
 import click
 
 from assist.experiments.spec import EXECUTORS
+
+
+@click.command("examples")
+def examples_command() -> None:
+    """The sweep specs shipped with ASSIST; run one by name: assist sweep NAME --dry-run."""
+    from assist.experiments.examples import examples
+
+    shipped = examples()
+    width = max(len(e.name) for e in shipped)
+    for example in shipped:
+        click.echo(f"{example.name:<{width}}  {example.description}")
+    click.echo(f"\n(files in {shipped[0].path.parent}; each header says how long it takes and how to run it small)")
 
 
 @click.command("sweep")
@@ -21,13 +33,20 @@ from assist.experiments.spec import EXECUTORS
 @click.option("--retry-failed", is_flag=True, help="Also start failed runs over.")
 @click.option("--wait/--no-wait", default=False, help="slurm: wait for the jobs and print each outcome.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Add or change a key of the spec's base config (repeatable).")
+              help="Set a key for every run (repeatable); a grid or experiment that varies it keeps only this value.")
+@click.option("--seeds", default=None, metavar="S,...", help="Replace the spec's seeds, e.g. 0,1,2.")
 def sweep_command(spec: str, out: Optional[str], executor: str, workers: Optional[int], threads: Optional[int],
-                  dry_run: bool, retry_failed: bool, wait: bool, overrides: tuple[str, ...]) -> None:
-    """Run every run of SPEC (YAML) that is missing or unfinished; rerun to resume."""
+                  dry_run: bool, retry_failed: bool, wait: bool, overrides: tuple[str, ...],
+                  seeds: Optional[str]) -> None:
+    """Run every run of SPEC (a YAML file, or a shipped example's name: assist examples) that is
+    missing or unfinished; rerun to resume."""
     from assist.experiments.sweep import check_models_fit, describe_plan, plan_sweep, run_sweep
 
-    plan = plan_sweep(spec, out, overrides)
+    try:
+        seed_list = None if seeds is None else [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds")
+    plan = plan_sweep(spec, out, overrides, seed_list)
     if dry_run:
         check_models_fit(plan, echo=click.echo)
         click.echo(describe_plan(plan))

@@ -203,8 +203,11 @@ def check_key(key: str, where: str) -> None:
         raise SpecError(f"{where}: dotted key {key!r} is only allowed under strategy_options")
 
 
-def load_spec(path: Union[str, Path], overrides: Sequence[str] = ()) -> SweepSpec:
-    """Read and validate a spec file; ``overrides`` (``key=value``) are added to its base."""
+def load_spec(path: Union[str, Path], overrides: Sequence[str] = (),
+              seeds: Optional[Sequence[int]] = None) -> SweepSpec:
+    """Read and validate a spec file; ``overrides`` (``key=value``) are set in its base and pin
+    the key: a grid or experiment that varies it takes the given value only (``--set
+    model=lenet`` runs a model grid's LeNet runs). ``seeds`` replace the spec's seeds."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"sweep spec {str(path)!r} does not exist")
@@ -214,8 +217,16 @@ def load_spec(path: Union[str, Path], overrides: Sequence[str] = ()) -> SweepSpe
         raise SpecError(f"sweep spec {str(path)!r} is not valid YAML: {error}") from None
     if overrides and isinstance(data, dict):
         base = dict(data.get("base") or {})
+        grid = dict(data.get("grid") or {})
+        experiments = {name: dict(params or {}) for name, params in (data.get("experiments") or {}).items()}
         for text in overrides:
             key, value = parse_override(text)
             base[key] = value
-        data = {**data, "base": base}
+            for mapping in (grid, *experiments.values()):
+                for other in [k for k in mapping if _overrides(key, k) or _overrides(k, key)]:
+                    del mapping[other]
+        data = {**data, "base": base, "grid": grid,
+                **({"experiments": experiments} if "experiments" in data else {})}
+    if seeds is not None and isinstance(data, dict):
+        data = {**data, "seeds": list(seeds)}
     return parse_spec(data, source=str(path))

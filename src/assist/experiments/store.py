@@ -29,7 +29,7 @@ class RunState:
     run_id: str
     name: str
     path: Optional[Path]
-    state: str                        # done | running | failed | incomplete | missing
+    state: str                        # done | collapsed | running | failed | incomplete | missing
     reason: Optional[str] = None
     epochs_done: int = 0
     epochs: Optional[int] = None
@@ -37,7 +37,7 @@ class RunState:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "failed")
+        return self.state in ("done", "collapsed", "failed")
 
 
 class SweepDir:
@@ -89,6 +89,12 @@ class SweepDir:
             reason = summary.get("reason")
             if not done:
                 reason = f"{status}: {reason}" if status != "failed" else reason
+            from assist.metrics.collapse import is_collapsed, num_classes_of
+
+            rows = store.read_metrics() if done else []
+            if done and is_collapsed([r.get("test_accuracy") for r in rows], num_classes_of(store.read_config(), rows)):
+                return RunState(run_id, path.name, path, "collapsed", "test accuracy at chance for its last epochs",
+                                int(summary.get("epochs_completed") or 0), epochs)
             return RunState(run_id, path.name, path, "done" if done else "failed", reason,
                             int(summary.get("epochs_completed") or 0), epochs)
         epochs_done = len(store.read_metrics())
@@ -127,7 +133,7 @@ class SweepDir:
 
 
 def count_states(states: list[RunState]) -> dict[str, int]:
-    counts = {key: 0 for key in ("done", "running", "failed", "incomplete", "missing")}
+    counts = {key: 0 for key in ("done", "collapsed", "running", "failed", "incomplete", "missing")}
     for state in states:
         counts[state.state] += 1
     return counts

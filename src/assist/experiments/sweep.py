@@ -49,9 +49,13 @@ class SweepReport:
 
 
 def plan_sweep(spec_path: Union[str, Path], out: Union[str, Path, None] = None,
-               overrides: Sequence[str] = ()) -> SweepPlan:
-    """Load and fully validate a spec (every run's config) before anything is written."""
-    spec = load_spec(spec_path, overrides)
+               overrides: Sequence[str] = (), seeds: Optional[Sequence[int]] = None) -> SweepPlan:
+    """Load and fully validate a spec (every run's config) before anything is written. A spec
+    that is no file may name a shipped example (``assist examples``)."""
+    from assist.experiments.examples import resolve_example
+
+    spec_path = resolve_example(spec_path) or spec_path
+    spec = load_spec(spec_path, overrides, seeds)
     runs = expand(spec, source=str(spec_path))
     name = spec.name or Path(spec_path).stem
     root = Path(out) if out is not None else Path("runs") / name
@@ -98,7 +102,7 @@ def describe_plan(plan: SweepPlan) -> str:
              f"{sum(r.role == 'archetype' for r in plan.runs)} archetype) in {plan.sweep.root}"]
     width = max((len(r.name) for r in plan.runs), default=10)
     for run, state in zip(plan.runs, states):
-        progress = f"{state.epochs_done}/{run.config.epochs}" if state.state not in ("missing", "done") else ""
+        progress = f"{state.epochs_done}/{run.config.epochs}" if state.state not in ("missing", "done", "collapsed") else ""
         used_by = ",".join(run.experiments)
         lines.append(f"  {state.state:<10} {progress:>7}  {run.name:<{width}}  {run.role:<9} {used_by}".rstrip())
     counts = count_states(states)

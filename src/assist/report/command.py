@@ -19,7 +19,7 @@ def _fail(message: str, code: int) -> int:
 
 def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = None,
                fmt: str = "html", group_by: Optional[str] = None,
-               progress: Optional[bool] = None) -> int:
+               progress: Optional[bool] = None, thesis: Optional[str] = None) -> int:
     """Build the report of every run under ``runs_dir``; return the process exit code.
 
     Writes ``out`` (default ``RUNS_DIR/report``): report.html or report.md with figures/
@@ -48,6 +48,15 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
             written.insert(0, render_html(report, target / "report.html"))
         elif fmt == "md":
             written.insert(0, render_markdown(report, target / "report.md"))
+        beside = None
+        if thesis is not None:
+            from assist.report.text import table_markdown
+            from assist.report.thesis import thesis_comparison
+
+            beside = thesis_comparison(runset, thesis)
+            path = target / f"thesis-{thesis}.md"
+            path.write_text(f"# {beside.title}\n\n{table_markdown(beside)}\n")
+            written.append(path)
     except ReportError as error:
         return _fail(str(error), error.exit_code)
     except OSError as error:
@@ -61,6 +70,10 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
     for path, reason in runset.skipped:
         print(f"assist report: skipped {path}: {reason}", file=sys.stderr)
     print(terminal_tables(report))
+    if beside is not None:
+        from assist.report.text import table_markdown
+
+        print(f"\n{beside.title}\n\n{table_markdown(beside)}")
     counts = runset.runs["status"].value_counts().to_dict()
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"\n{len(runset)} runs ({status}), {len(runset.skipped)} skipped, "
@@ -79,8 +92,12 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
 @click.option("--group-by", default=None, metavar="KEY,...",
               help="Config keys that define a table (default: every key except strategy "
                    "keys, seed and paths); other varying keys become row columns.")
-def report_command(runs_dir: Path, out: Optional[Path], fmt: str, group_by: Optional[str]) -> None:
+@click.option("--thesis", default=None, metavar="TABLE",
+              help="Also compare with the thesis's published table TABLE (e.g. 4.4): each cell "
+                   "'measured (thesis)', and whether its loss-ratio finding holds here.")
+def report_command(runs_dir: Path, out: Optional[Path], fmt: str, group_by: Optional[str],
+                   thesis: Optional[str]) -> None:
     """Tables, figures and an HTML report from the runs under RUNS_DIR."""
-    code = cli_report(runs_dir, out, fmt, group_by)
+    code = cli_report(runs_dir, out, fmt, group_by, thesis=thesis)
     if code:
         raise SystemExit(code)

@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from assist.metrics.collapse import is_collapsed, num_classes_of
 from assist.report.keys import canonical, strategy_labels, strategy_name
 
 CONFIG, METRICS, SUMMARY = "config.yaml", "metrics.jsonl", "summary.json"
@@ -140,6 +141,9 @@ def read_run(path: Path, name: str, warnings: list[str]) -> tuple[dict, list[dic
     final = {k: _number(v) for k, v in ((summary or {}).get("final") or {}).items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
     status = str(summary.get("status") or "unknown") if summary else "incomplete"
+    if status == "completed" and is_collapsed([row.get("test_accuracy") for row in epochs],
+                                              num_classes_of(config, epochs)):
+        status = "collapsed"   # completed, but at chance: never averaged (assist.metrics.collapse)
     last_epoch = epochs[-1]["epoch"] if epochs else 0
     given = summary or {}
     completed = given.get("epochs_completed")

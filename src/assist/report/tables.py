@@ -1,9 +1,11 @@
 """The thesis's tables as DataFrames: comparison per group (Table 4.4 layout) and Appendix II.
 
 Comparison rows: per strategy variant (archetype first), the *completed* runs averaged over
-seeds (mean ± sample std, n). Ratios are test÷train per run, then averaged, so a ratio's
-spread is the spread of the seeds' ratios. Runs that did not complete get rows of their own,
-marked with their status; they never enter an average.
+seeds (mean ± sample std, n, and the median from three seeds on). Ratios are test÷train per
+run, then averaged, so a ratio's spread is the spread of the seeds' ratios. Runs that did not
+complete get rows of their own, marked with their status, and so do *collapsed* runs (test
+accuracy at chance for their last epochs, ``assist.metrics.collapse``); they never enter an
+average.
 """
 
 from __future__ import annotations
@@ -131,6 +133,9 @@ def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
                         notes.append(f"no completed archetype twin (seed {', '.join(lonely)})")
                 if len(set(map(str, seeds))) < len(seeds):
                     notes.append("several runs share a seed")
+                collapsed = [str(seed_of(runset, r)) for r in of_label if meta[r]["status"] == "collapsed"]
+                if collapsed:
+                    notes.append(f"collapsed seed {', '.join(collapsed)} shown apart, not averaged")
                 record = {**sub.values, "strategy": label, "status": "completed",
                           "n": len(done), "seeds": ", ".join(map(str, sorted(seeds, key=str))),
                           "note": "; ".join(notes)}
@@ -139,8 +144,10 @@ def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
                     warnings.simplefilter("ignore", RuntimeWarning)  # a metric missing in all runs
                     means = np.nanmean(block, axis=0)
                     stds = np.nanstd(block, axis=0, ddof=1) if len(done) > 1 else np.full(len(means), np.nan)
-                for column, mean, std in zip(facts.columns, means, stds):
+                    medians = np.nanmedian(block, axis=0)
+                for column, mean, std, median in zip(facts.columns, means, stds, medians):
                     record[f"{column}_mean"], record[f"{column}_std"] = float(mean), float(std)
+                    record[f"{column}_median"] = float(median)
                 records.append(record)
             for run in (r for r in of_label if meta[r]["status"] != "completed"):
                 reason = meta[run]["reason"]
@@ -149,6 +156,7 @@ def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
                           "note": reason if isinstance(reason, str) else ""}
                 for column, value in zip(facts.columns, facts.block([run])[0]):
                     record[f"{column}_mean"], record[f"{column}_std"] = float(value), np.nan
+                    record[f"{column}_median"] = float(value)
                 records.append(record)
     data = pd.DataFrame.from_records(records)
     header = [("", k) for k in group.row_keys] + [("", "Strategy"), ("", "Status"), ("", "n")]
@@ -159,7 +167,10 @@ def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
         cells += [rec["strategy"], rec["status"], str(rec["n"])]
         for _, metric in TABLE_METRICS:
             for _, part in PARTS:
-                cells.append(fmt_mean_std(rec[f"{metric}_{part}_mean"], rec[f"{metric}_{part}_std"], rec["n"]))
+                cell = fmt_mean_std(rec[f"{metric}_{part}_mean"], rec[f"{metric}_{part}_std"], rec["n"])
+                if rec["n"] >= 3:  # a mean of few seeds hides an outlier; the median does not
+                    cell += f" (med {fmt(rec[f'{metric}_{part}_median'])})"
+                cells.append(cell)
         cells.append(rec["note"])
         rows.append(cells)
         classes.append("completed" if rec["status"] == "completed" else "not-completed")

@@ -11,7 +11,7 @@ import math
 from typing import Any, Optional
 
 import torch
-from pydantic import model_validator
+from pydantic import ValidationError, model_validator
 
 from assist.config import config_default
 from assist.selection import (fill_up, filter_then_select, misclassified_mask, resolve_count, soft_accuracy_mask,
@@ -70,8 +70,34 @@ class BatchChecks(FilterChecks):
 
 EpochwiseParams = params_schema("EpochwiseParams", FILTER_KEYS + EPOCH_KEYS, base=FilterChecks)
 BatchwiseParams = params_schema("BatchwiseParams", FILTER_KEYS + BATCH_KEYS, base=BatchChecks)
-EpochBatchwiseParams = params_schema("EpochBatchwiseParams", FILTER_KEYS + BATCH_KEYS + EPOCH_KEYS[2:],
-                                     base=BatchChecks)
+EPOCH_LEVEL_KEYS = ("epoch_filter", "epoch_soft_margin", "epoch_selector", "epoch_select_k")
+
+
+def epoch_level(params: Any) -> dict[str, Any]:
+    """The epoch level's filter keys under epoch + batch filtering: the batch level's, with
+    the ``epoch_*`` keys that are set in their place (``epoch_selector="none"``: no selector)."""
+    values = {key: getattr(params, key) for key in EpochwiseParams.model_fields}
+    for key in EPOCH_LEVEL_KEYS:
+        value = getattr(params, key)
+        if value is not None:
+            values[key.removeprefix("epoch_")] = None if value == "none" else value
+    return values
+
+
+class EpochBatchChecks(BatchChecks):
+    @model_validator(mode="after")
+    def _epoch_level(self) -> "EpochBatchChecks":
+        try:
+            EpochwiseParams.model_validate(epoch_level(self))
+        except ValidationError as error:
+            raise ValueError("epoch level: " + "; ".join(e["msg"].removeprefix("Value error, ")
+                                                        for e in error.errors())) from None
+        return self
+
+
+EpochBatchwiseParams = params_schema("EpochBatchwiseParams",
+                                     FILTER_KEYS + BATCH_KEYS + EPOCH_KEYS[2:] + EPOCH_LEVEL_KEYS,
+                                     base=EpochBatchChecks)
 
 
 def scheduled_power(start: float, end: Optional[float], schedule: str, epoch: int, epochs: int) -> float:
@@ -87,13 +113,17 @@ def scheduled_power(start: float, end: Optional[float], schedule: str, epoch: in
 
 
 def adaptive_raw_batch_size(batch_size: int, acceptance: Optional[float], upper: int) -> int:
-    """Thesis 5.2.2: the raw batch that is expected to yield one training batch,
-    ``ceil(batch_size / acceptance)``, bounded to ``[batch_size, upper]``; ``batch_size`` before
-    any acceptance has been seen."""
+    """Thesis 5.2.2: the raw batch expected to yield one training batch, with two standard
+    deviations of headroom (the accepted count of a raw batch of ``b / a`` samples is binomial
+    with spread ``sqrt(b (1 - a))``), so one raw batch nearly always suffices while the
+    overflow stays small: ``ceil((b + 2 sqrt(b (1 - a))) / a)`` for batch size ``b`` and
+    acceptance ``a``, bounded to ``[b, upper]``; ``b`` before any acceptance has been seen."""
     if acceptance is None:
         return batch_size
-    wanted = math.ceil(batch_size / max(acceptance, batch_size / max(upper, batch_size)) - 1e-9)
-    return max(batch_size, min(upper, wanted))
+    wanted = batch_size + 2 * math.sqrt(batch_size * max(0.0, 1.0 - acceptance))
+    if acceptance <= wanted / upper:
+        return max(batch_size, upper)
+    return max(batch_size, min(upper, math.ceil(wanted / acceptance - 1e-9)))
 
 
 class FilterRule:
@@ -230,11 +260,11 @@ class EpochBatchwise(Batchwise):
 
     def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.epochwise = Epochwise(params, setup)
+        self.epochwise = Epochwise(EpochwiseParams.model_validate(epoch_level(params)), setup)
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         self.rule.set_epoch(epoch, ctx.epochs)
-        return self.epochwise.plan_epoch(epoch, ctx)
+        return self.epochwise.plan_epoch(epoch, ctx)  # sets the epoch level's own rule
 
     def epoch_metrics(self) -> dict[str, Any]:
         metrics = self.epochwise.epoch_metrics()
