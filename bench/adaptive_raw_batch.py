@@ -3,7 +3,8 @@
     python bench/adaptive_raw_batch.py --data-dir ../shared/data --epochs 3 --seeds 0 1 2
 
 Batchwise hard accuracy filtering with batch accumulation, raw batches of 1x, 2x and 4x the
-batch size and ``accumulation_batch_size=auto``, each beside its archetype twin (same seed),
+batch size and ``accumulation_batch_size=auto`` (its default bound of 16x, and 4x), each
+beside its archetype twin (same seed),
 all in this process on data loaded once. Per setting, mean ± std over the seeds: scoring
 forwards per optimizer step, accepted samples discarded as overflow per step, steps, samples
 trained, training time ÷ the twin's (measured in the same process, seed by seed), and the
@@ -45,7 +46,8 @@ def main() -> None:
     b = args.batch_size
     base = {"dataset": "mnist", "data_dir": args.data_dir, "model": "lenet", "epochs": args.epochs,
             "batch_size": b, "learning_rate": 0.05, "train_eval_every": args.epochs}
-    settings = {f"raw {b} (1x)": b, f"raw {2 * b} (2x)": 2 * b, f"raw {4 * b} (4x)": 4 * b, "auto": "auto"}
+    settings = {f"raw {b} (1x)": (b, None), f"raw {2 * b} (2x)": (2 * b, None), f"raw {4 * b} (4x)": (4 * b, None),
+                "auto (max 16x, default)": ("auto", None), "auto (max 4x)": ("auto", 4 * b)}
     data = load_data(make_config(base))
     torch.set_num_threads(torch.get_num_threads())
     results: dict[str, dict[str, list[float]]] = {name: {} for name in ["archetype", *settings]}
@@ -61,9 +63,10 @@ def main() -> None:
         record("archetype", "train_time_ratio", 1.0)
         record("archetype", "steps", arch.state.total_steps)
         record("archetype", "samples_trained", arch.state.cum_samples_trained)
-        for name, raw in settings.items():
-            run = train(make_config({**base, "rng_seed": seed, "strategy": "batchwise", "accumulation_batch_size": raw}),
-                        data=data)
+        for name, (raw, upper) in settings.items():
+            extra = {} if upper is None else {"accumulation_batch_size_max": upper}
+            run = train(make_config({**base, "rng_seed": seed, "strategy": "batchwise", "accumulation_batch_size": raw,
+                                     **extra}), data=data)
             rows, steps = run.history, max(run.state.total_steps, 1)
             record(name, "test_accuracy", run.final["test_accuracy"])
             record(name, "train_time_ratio", run.state.train_time_s / arch_time)

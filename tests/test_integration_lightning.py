@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-import lightning as L  # the optional extra: pip install 'assist[lightning]'
+L = pytest.importorskip("lightning", reason="the lightning extra is not installed: pip install -e '.[lightning]'")
 
 from assist.integration import IndexedDataset, Selector
 from assist.integration.lightning import AssistCallback

@@ -115,8 +115,9 @@ def test_epochwise_reports_the_filters_pass_rate(toy_data):
 def test_adaptive_raw_batch_size_rule():
     assert adaptive_raw_batch_size(16, None, 256) == 16          # nothing seen yet
     assert adaptive_raw_batch_size(16, 0.5, 256) == 44           # (16 + 2 sqrt(16 * 0.5)) / 0.5
-    assert adaptive_raw_batch_size(16, 0.01, 256) == 256         # bounded above
-    assert adaptive_raw_batch_size(16, 0.0, 256) == 256
+    # (16 + 2 sqrt(16 * 0.99)) / 0.01 = 2396 samples: 10 raw batches of at most 256, evenly 240
+    assert adaptive_raw_batch_size(16, 0.01, 256) == 240
+    assert adaptive_raw_batch_size(16, 0.0, 256) <= 256          # bounded above
     assert adaptive_raw_batch_size(16, 1.0, 256) == 16           # bounded below
 
 

@@ -17,6 +17,12 @@ from assist.api import train
 from assist.cli import main as cli_main
 from assist.tracking import RunStore
 from assist.tracking.trackers import TrackerError, tracker_callbacks
+from conftest import unavailable
+
+_MISSING = [name for name in ("tensorboard", "wandb", "mlflow") if importlib.util.find_spec(name) is None]
+if _MISSING:
+    unavailable(f"the tracker extras are not installed ({', '.join(_MISSING)}): pip install -e '.[trackers]'",
+                module=True)
 
 
 @pytest.fixture(scope="module")

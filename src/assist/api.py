@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-from assist.config import TrainConfig
+from assist.config import TrainConfig, identity_dump
 from assist.data.base import DataError, ImageDataset
 from assist.engine.callbacks import RunRecorder
 from assist.engine.checkpoint import Checkpointer, load_latest_checkpoint
@@ -49,7 +49,7 @@ def as_config(config: ConfigLike) -> TrainConfig:
 
 def config_hash(config: TrainConfig) -> str:
     """Stable identity of a resolved config (independent of key order)."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    text = json.dumps(identity_dump(config.model_dump(mode="json")), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 

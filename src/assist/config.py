@@ -202,6 +202,25 @@ def config_default(key: str) -> Any:
     return TrainConfig.model_fields[key].get_default(call_default_factory=True)
 
 
+# Keys added after the first run-directory format. Run directories written before them lack
+# them; at their defaults they change nothing, so they stay out of a run's identity (its hash)
+# and a stored config without them still resumes (docs/architecture.md, "Run directories").
+ADDED_KEYS: frozenset[str] = frozenset({
+    "accumulation_batch_size_max", "select_p_end", "select_p_schedule", "select_split",
+    "epoch_filter", "epoch_soft_margin", "epoch_selector", "epoch_select_k",
+})
+
+
+def identity_dump(values: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config's values without the added keys that sit at their defaults."""
+    return {k: v for k, v in values.items() if not (k in ADDED_KEYS and v == config_default(k))}
+
+
+def with_added_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config (possibly written before the added keys) with their defaults filled in."""
+    return {**{k: config_default(k) for k in ADDED_KEYS}, **stored}
+
+
 def make_config(values: dict[str, Any]) -> TrainConfig:
     """Validate a mapping into a TrainConfig, raising ConfigError with one readable line."""
     try:

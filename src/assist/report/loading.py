@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from assist.config import with_added_defaults
 from assist.metrics.collapse import is_collapsed, num_classes_of
 from assist.report.keys import canonical, strategy_labels, strategy_name
 
@@ -134,6 +135,7 @@ def read_run(path: Path, name: str, warnings: list[str]) -> tuple[dict, list[dic
         raise _Skip(f"{CONFIG} is unreadable: {str(error).splitlines()[0]}") from None
     if not isinstance(config, dict):
         raise _Skip(f"{CONFIG} does not hold a mapping of keys to values")
+    config = with_added_defaults(config)   # runs written before those keys compare like new ones
     before = len(warnings)
     epochs = _read_metrics(path / METRICS, warnings)
     corrupt = len(warnings) - before

@@ -113,17 +113,20 @@ def scheduled_power(start: float, end: Optional[float], schedule: str, epoch: in
 
 
 def adaptive_raw_batch_size(batch_size: int, acceptance: Optional[float], upper: int) -> int:
-    """Thesis 5.2.2: the raw batch expected to yield one training batch, with two standard
-    deviations of headroom (the accepted count of a raw batch of ``b / a`` samples is binomial
-    with spread ``sqrt(b (1 - a))``), so one raw batch nearly always suffices while the
-    overflow stays small: ``ceil((b + 2 sqrt(b (1 - a))) / a)`` for batch size ``b`` and
-    acceptance ``a``, bounded to ``[b, upper]``; ``b`` before any acceptance has been seen."""
+    """Thesis 5.2.2: raw batches sized so that they yield one training batch with two standard
+    deviations of headroom (the accepted count of ``n`` samples is binomial, spread
+    ``sqrt(n a (1 - a))``): ``n = (b + 2 sqrt(b (1 - a))) / a`` samples for batch size ``b``
+    and acceptance ``a``, so a batch rarely needs one more raw batch and little is discarded.
+    When ``n`` exceeds ``upper``, the ``m = ceil(n / upper)`` raw batches that together make
+    one batch are each ``ceil(n / m)``: splitting evenly keeps the overflow at the headroom
+    (a raw batch just under ``n`` would need a second one and discard most of it). At least
+    ``b``; ``b`` before any acceptance has been seen."""
     if acceptance is None:
         return batch_size
-    wanted = batch_size + 2 * math.sqrt(batch_size * max(0.0, 1.0 - acceptance))
-    if acceptance <= wanted / upper:
-        return max(batch_size, upper)
-    return max(batch_size, min(upper, math.ceil(wanted / acceptance - 1e-9)))
+    upper = max(upper, batch_size)
+    wanted = (batch_size + 2 * math.sqrt(batch_size * max(0.0, 1.0 - acceptance))) / max(acceptance, 1e-6)
+    parts = math.ceil(wanted / upper - 1e-9)
+    return max(batch_size, min(upper, math.ceil(wanted / parts - 1e-9)))
 
 
 class FilterRule:
