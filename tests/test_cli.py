@@ -88,7 +88,11 @@ def test_compare_prints_the_thesis_table(tmp_path):
     assert header.split() == ["metric", "strategy", "train", "test", "ratio"]
     for metric in ("accuracy", "mean loss", "q=0.9 loss", "worst loss"):
         assert any(line.startswith(metric) and "archetype" in line for line in lines)
-    assert sum("batchwise (hard, acc 16)" in line for line in lines) == 5  # 4 metric rows + the cost table
+    # the headline, 4 metric rows and the cost table
+    assert sum("batchwise (hard, acc 16)" in line for line in lines) == 6
+    assert lines[lines.index("synthetic / fcnet16, 2 epochs, batch 16, seed 0") + 2].startswith(
+        "batchwise (hard, acc 16): test accuracy ")
+    assert "ratio = test ÷ train" in result.stdout and f"runs written to {tmp_path}" in result.stdout
     assert len(list(tmp_path.iterdir())) == 3
 
 
@@ -114,3 +118,35 @@ def test_compare_honours_the_strategy_key(tmp_path):
     assert any(line.startswith("accuracy") for line in result.stdout.splitlines())
     assert sum(line.lstrip().startswith("infobatch") or " infobatch " in line for line in result.stdout.splitlines()) >= 4
     assert sorted(p.name.split("-")[4] for p in tmp_path.iterdir()) == ["archetype", "infobatch"]
+
+
+def run_in_terminal(args: list[str], cwd) -> str:
+    """Run the CLI with its output on a pseudo-terminal, as a person sees it; return the screen's bytes."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "assist.cli", *args], stdout=slave, stderr=slave,
+                               stdin=subprocess.DEVNULL, cwd=cwd, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert process.wait(timeout=300) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_on_a_terminal_shows_the_epoch_and_keeps_a_line_per_epoch(tmp_path):
+    screen = run_in_terminal(["train", "dataset=synthetic", "model=fcnet16", "epochs=3", "batch_size=4",
+                              "batch_filtering=true", "--out", str(tmp_path / "run")], cwd=tmp_path)
+    lines = [line.split("\r")[-1] for line in screen.splitlines()]   # what stays on each line
+    kept = [line for line in lines if line.startswith("[batchwise] epoch ")]
+    assert [line.split()[2] for line in kept] == ["1/3", "2/3", "3/3"] and all("steps" in line for line in kept)
+    assert "batchwise epoch 1/3:" in screen and "/256 [" in screen and "sample" in screen  # the bar through the epoch

@@ -57,7 +57,8 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, overrid
 
 @cli.command()
 @click.option("--config", "config_file", type=str, help="YAML file of config keys.")
-@click.option("--out", type=click.Path(file_okay=False), help="Also write each run's directory under DIR.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Directory for the runs (default: runs/compare-<date>-<time>).")
 @click.option("--strategies", default=None,
               help="Comma-separated strategies to compare with the archetype twin "
                    "[default: the config's strategy, else batchwise].")
@@ -67,11 +68,12 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: Optional
     """Train the archetype and strategies on the same data and seed; print the thesis table.
 
     Defaults: scikit-learn's bundled digits (offline), FCNet100, 20 epochs."""
-    from assist.api import compare as compare_runs
-    from assist.engine.callbacks import ProgressReporter
-    from assist.tables import comparison_table, cost_table
+    import time
 
+    from assist.api import compare as compare_runs
     from assist.config import make_config
+    from assist.engine.callbacks import ProgressReporter
+    from assist.tables import comparison_table, cost_table, headline, run_cost
 
     values = resolve_values(config_file, overrides, COMPARE_DEFAULTS)
     chosen = values.pop("strategy", None)
@@ -84,12 +86,24 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: Optional
         raise ConfigError("compare: give the strategies either with --strategies or as strategy=..., not both")
     names = [name.strip() for name in strategies.split(",") if name.strip()]
     variants = [{"strategy": name} for name in names if name != "archetype"]
-    results = compare_runs(values, variants, out=out, callbacks_for=lambda label: [ProgressReporter(label=label)])
+    target = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    results = compare_runs(values, variants, out=target, callbacks_for=lambda label: [ProgressReporter(label=label)])
     base = results["archetype"].config
+    finals = {label: r.final for label, r in results.items()}
+    costs = {label: run_cost(r.history, r.state.train_time_s) for label, r in results.items()}
     click.echo(f"\n{base.dataset} / {base.model}, {base.epochs} epochs, batch {base.batch_size}, seed {base.rng_seed}\n")
-    click.echo(comparison_table({label: r.final for label, r in results.items()}))
-    click.echo("")
-    click.echo(cost_table({label: {**r.final, "train_time_s": r.state.train_time_s} for label, r in results.items()}))
+    for line in headline(finals, costs):
+        click.echo(line)
+    click.echo("\nfinal values; ratio = test ÷ train\n")
+    click.echo(comparison_table(finals))
+    click.echo("\ncost (sample passes = samples scored + samples trained)\n")
+    click.echo(cost_table(costs))
+    loads = [row.get("load_average_1m") for r in results.values() for row in r.history]
+    busiest = max((value for value in loads if isinstance(value, (int, float))), default=None)
+    if busiest is not None and busiest > (os.cpu_count() or 1) + 0.5:
+        click.echo(f"\ncaveat: the machine was busy (load average up to {busiest:.1f} on {os.cpu_count()} cores): "
+                   "the time ratios are unreliable, the sample-pass ratios are not")
+    click.echo(f"\nruns written to {target} (assist report {target})")
 
 
 def _attach_optional_commands() -> None:

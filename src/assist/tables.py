@@ -29,12 +29,45 @@ def comparison_table(finals: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def cost_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """Per strategy: steps, samples scored and trained, training time, relative to the first row."""
-    rows = list(results.items())
-    base_time = rows[0][1]["train_time_s"] or 1e-9
-    lines = [f"{'strategy':<28}  {'steps':>7}  {'scored':>9}  {'trained':>9}  {'train s':>8}  {'x arch.':>7}"]
-    for label, row in rows:
-        lines.append(f"{label:<28}  {row['total_steps']:>7}  {row['cum_samples_scored']:>9}  "
-                     f"{row['cum_samples_trained']:>9}  {row['train_time_s']:>8.2f}  {row['train_time_s'] / base_time:>7.2f}")
+def run_cost(history: list[Mapping[str, Any]], train_time_s: float) -> dict[str, Any]:
+    """What a run cost: steps, samples scored and trained, sample passes (their sum) and
+    training seconds, both including an auxiliary model's (RHO-LOSS's irreducible-loss model,
+    ``rho_il_*``) also when its result came from the cache (its recorded time is then added)."""
+    scored = sum(int(r.get("samples_scored") or 0) for r in history)
+    trained = sum(int(r.get("samples_trained") or 0) for r in history)
+    aux = sum(int(r.get("rho_il_samples_scored") or 0) + int(r.get("rho_il_samples_trained") or 0) for r in history)
+    cached_time = sum(float(r.get("rho_il_time_s") or 0.0) for r in history if r.get("rho_il_cached"))
+    return {"steps": sum(int(r.get("steps") or 0) for r in history), "scored": scored, "trained": trained,
+            "aux_passes": aux, "passes": scored + trained + aux, "time_s": train_time_s + cached_time}
+
+
+def cost_table(costs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Per strategy: steps, samples scored and trained, sample passes and training time, and
+    both relative to the first row (the archetype)."""
+    rows = list(costs.items())
+    width = max(len("strategy"), *(len(label) for label, _ in rows))
+    base_passes, base_time = rows[0][1]["passes"] or 1, rows[0][1]["time_s"] or 1e-9
+    lines = [f"{'strategy':<{width}}  {'steps':>7}  {'scored':>9}  {'trained':>9}  {'passes':>9}  "
+             f"{'x arch.':>7}  {'train s':>8}  {'x arch.':>7}"]
+    for label, c in rows:
+        lines.append(f"{label:<{width}}  {c['steps']:>7}  {c['scored']:>9}  {c['trained']:>9}  {c['passes']:>9}  "
+                     f"{c['passes'] / base_passes:>7.2f}  {c['time_s']:>8.2f}  {c['time_s'] / base_time:>7.2f}")
+    if any(c["aux_passes"] for _, c in rows):
+        lines.append("(passes and seconds include RHO-LOSS's irreducible-loss model, also when it came from the cache)")
     return "\n".join(lines)
+
+
+def headline(finals: Mapping[str, Mapping[str, Any]], costs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per strategy, read first: test accuracy against the archetype's, and the cost."""
+    base, base_cost = finals["archetype"], costs["archetype"]
+    lines = []
+    for label, final in finals.items():
+        if label == "archetype":
+            continue
+        acc, ref = final.get("test_accuracy"), base.get("test_accuracy")
+        c = costs[label]
+        diff = "" if acc is None or ref is None else f" ({100 * (acc - ref):+.2f} pt)"
+        lines.append(f"{label}: test accuracy {_cell(acc, True)} against the archetype's {_cell(ref, True)}{diff}, "
+                     f"at {c['passes'] / (base_cost['passes'] or 1):.2f}x its sample passes "
+                     f"and {c['time_s'] / (base_cost['time_s'] or 1e-9):.2f}x its training time")
+    return lines

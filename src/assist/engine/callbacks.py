@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any, Optional, TextIO
 
@@ -37,27 +38,47 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 
 
 class ProgressReporter(Callback):
-    """A progress bar on a terminal; one plain line per epoch otherwise (logs, CI)."""
+    """On a terminal: a bar through each epoch's plan (samples visited, optimizer steps so far)
+    that gives way to one line per finished epoch, so the history stays on screen. Elsewhere
+    (logs, CI): just the line per epoch."""
 
     def __init__(self, stream: TextIO = sys.stderr, label: str = "") -> None:
         self.stream = stream
         self.label = label
         self.bar = None
+        self.steps = 0
+        self.tty = False
 
     def on_train_start(self, trainer: Any, **info: Any) -> None:
-        if self.stream.isatty():
-            from tqdm import tqdm
+        self.tty = self.stream.isatty()
 
-            self.bar = tqdm(total=trainer.config.epochs, initial=trainer.state.epoch, desc=self.label or "train",
-                            unit="epoch", file=self.stream, leave=False)
+    def on_epoch_planned(self, trainer: Any, *, epoch: int, plan: Any, **info: Any) -> None:
+        if not self.tty:
+            return
+        from tqdm import tqdm
+
+        self.steps = 0
+        desc = f"{self.label + ' ' if self.label else ''}epoch {epoch}/{trainer.config.epochs}"
+        # a terminal that reports no size (a fresh pseudo-terminal) would get an empty bar
+        size = shutil.get_terminal_size(fallback=(100, 24))
+        self.bar = tqdm(total=int(len(plan)), desc=desc, unit="sample", unit_scale=True, leave=False,
+                        file=self.stream, ncols=min(size.columns, 120), nrows=size.lines, mininterval=0.2)
+
+    def on_step_end(self, trainer: Any, **info: Any) -> None:
+        self.steps += 1
+
+    def on_batch_end(self, trainer: Any, *, indices: Any, **info: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"steps {self.steps}", refresh=False)
+            self.bar.update(int(len(indices)) if self.bar.n + int(len(indices)) <= self.bar.total else 0)
 
     def on_epoch_end(self, trainer: Any, *, metrics: dict[str, Any], **info: Any) -> None:
+        prefix = f"[{self.label}] " if self.label else ""
+        line = prefix + format_epoch(metrics, trainer.config.epochs)
         if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(test_acc=f"{100 * metrics['test_accuracy']:.2f}%", steps=metrics["steps"])
-        else:
-            prefix = f"[{self.label}] " if self.label else ""
-            print(prefix + format_epoch(metrics, trainer.config.epochs), file=self.stream, flush=True)
+            self.bar.close()
+            self.bar = None
+        print(line, file=self.stream, flush=True)
 
     def on_train_end(self, trainer: Any, **info: Any) -> None:
         if self.bar is not None:

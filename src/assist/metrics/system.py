@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psutil
@@ -11,6 +12,13 @@ _PROCESS = psutil.Process()
 _PROCESS.cpu_percent(None)  # first call primes the counter; later calls measure since the last
 
 
+def _load_average() -> Any:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
 def system_metrics(device: torch.device) -> dict[str, Any]:
     info = _PROCESS.as_dict(["memory_info", "num_threads"])
     row: dict[str, Any] = {
@@ -18,6 +26,8 @@ def system_metrics(device: torch.device) -> dict[str, Any]:
         "cpu_percent": _PROCESS.cpu_percent(None),
         "cpu_threads": info["num_threads"],
         "system_memory_available_mb": psutil.virtual_memory().available / 2**20,
+        # the machine's run queue: above its core count, other work competed for the CPU
+        "load_average_1m": _load_average(),
     }
     if device.type == "cuda" and torch.cuda.is_available():
         row["gpu_memory_allocated_mb"] = torch.cuda.memory_allocated(device) / 2**20

@@ -78,6 +78,11 @@ def add_derived(epochs: pd.DataFrame) -> pd.DataFrame:
     if "cum_samples_trained" in out:
         scored = number("cum_samples_scored").fillna(0) if "cum_samples_scored" in out else 0.0
         out["training_cost"] = number("cum_samples_trained") + scored
+        # RHO-LOSS's irreducible-loss model is part of the cost (also when it came from a cache)
+        aux = [c for c in ("rho_il_samples_trained", "rho_il_samples_scored") if c in out]
+        if aux:
+            extra = sum(number(c).fillna(0) for c in aux)
+            out["training_cost"] += extra.groupby(out["run"]).cumsum() if "run" in out else extra.cumsum()
     # runs recorded before the per-batch statistics existed: their epoch-level stand-ins
     if "raw_batches_per_batch_mean" not in out and "raw_batches_per_step" in out:
         out["raw_batches_per_batch_mean"] = number("raw_batches_per_step")

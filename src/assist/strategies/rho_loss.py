@@ -164,7 +164,9 @@ class RhoLoss(Strategy):
         return {"rho_holdout": None if self.holdout is None else int(self.holdout.sum()),
                 "rho_il_samples_trained": self.il_cost.get("samples_trained", 0) if report else 0,
                 "rho_il_samples_scored": self.il_cost.get("samples_scored", 0) if report else 0,
-                "rho_il_time_s": self.il_cost.get("seconds", 0.0) if report else 0.0}
+                "rho_il_time_s": self.il_cost.get("seconds", 0.0) if report else 0.0,
+                # from the cache: the time above was spent by an earlier run, not inside this epoch
+                "rho_il_cached": bool(report and self.il_cached)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"irreducible": self.irreducible, "holdout": self.holdout, "il_cost": dict(self.il_cost),
