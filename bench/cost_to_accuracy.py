@@ -3,8 +3,8 @@
     python bench/cost_to_accuracy.py --data-dir ../shared/data --epochs 5 --seeds 3 --subset 2000
 
 Runs the archetype, the thesis's epochwise and batchwise hard accuracy filtering, and the
-peer methods of issue 6 (InfoBatch, Selective Backprop, RHO-LOSS, importance sampling,
-Ordered SGD, and the random-subset control at Selective Backprop's measured training budget)
+peer methods (InfoBatch, Selective Backprop, RHO-LOSS, importance sampling, Ordered SGD, DivBS,
+the max-loss baseline, and the random-subset control at Selective Backprop's measured training budget)
 with the same seeds, epoch budget and hyper-parameters, one run at a time. It prints and
 writes (bench/results/cost_to_accuracy.json plus a markdown table) per strategy: final test
 accuracy (mean ± std over seeds), training wall-clock, samples scored (no-grad selection
@@ -50,6 +50,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "rho_loss": {"strategy": "rho_loss", "strategy_options": {"cache": False}},
     "importance_sampling": {"strategy": "importance_sampling"},
     "ordered_sgd": {"strategy": "ordered_sgd"},
+    "divbs": {"strategy": "divbs"},
+    "max_loss": {"strategy": "max_loss"},
     "random_subset (SB budget)": {"strategy": "random_subset"},
 }
 KEEP = ("epoch", "steps", "samples_scored", "samples_trained", "cum_samples_scored", "cum_samples_trained",

@@ -19,7 +19,7 @@ from assist.validation import twin_config
     ({"accumulation_batch_size": 0}, "accumulation_batch_size"),
     ({"select_k": 2.5}, "select_k: must be a whole count"),
     ({"optimizer": "rmsprop"}, "optimizer"),
-    ({"lr_scheduler": "cosine"}, "lr_scheduler"),
+    ({"lr_scheduler": "cyclic"}, "lr_scheduler"),
     ({"strategy": "nope"}, "unknown strategy 'nope'; available: archetype"),
     ({"strategy": "epochwise", "batch_filtering": True}, "conflicts with"),
     ({"nesterov": True, "momentum": 0}, "nesterov needs"),

@@ -183,3 +183,20 @@ def test_fcnet_takes_any_image_size() -> None:
 def test_invalid_arguments_name_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         create_model("fcnet100", **kwargs)
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_every_model_exposes_its_penultimate_features(name):
+    """The feature interface DivBS needs: forward(x) == classifier(features(x))."""
+    from assist.models import features_and_logits
+
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=3, num_classes=10, image_size=(32, 32)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features, logits = features_and_logits(model, x)
+        assert features.dim() == 2 and features.shape[0] == 2
+        assert features.shape[1] == model.classifier.in_features
+        assert torch.allclose(logits, model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="does not expose its penultimate features"):
+        features_and_logits(torch.nn.Linear(4, 2), torch.zeros(1, 4))

@@ -230,3 +230,59 @@ def test_random_subset_keeps_the_fraction_of_each_raw_batch_and_of_the_epoch():
 def test_invalid_options_name_the_key(name, options, key):
     with pytest.raises(ValueError, match=rf"strategy_options\.{key}\b"):
         strategy(name, **options)
+
+
+# ---------------------------------------------------------------- DivBS
+def test_divbs_does_not_pick_a_repeated_direction_before_a_distinct_one():
+    from assist.strategies.divbs import diverse_greedy
+
+    # four copies of one gradient direction, one distinct direction, one small third one
+    a, b, c = torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]), torch.tensor([0, 0, 0.2])
+    embeddings = torch.stack([a, a, a, a, b, c])
+    for seed in range(20):
+        picked = diverse_greedy(embeddings, 2, torch.Generator().manual_seed(seed)).tolist()
+        assert len(picked) == 2 and sum(p < 4 for p in picked) <= 1, picked   # never two copies
+    for seed in range(20):
+        picked = diverse_greedy(embeddings, 3, torch.Generator().manual_seed(seed)).tolist()
+        assert picked[-2:] == [4, 5] and picked[0] < 4            # one copy, then both distinct ones
+    picked = diverse_greedy(embeddings, 6, torch.Generator().manual_seed(1))
+    assert picked.tolist() == list(range(6))                    # the budget is met even past the span
+
+
+def test_divbs_embeddings_are_the_last_layer_gradient():
+    from assist.strategies.divbs import gradient_embeddings
+
+    layer = torch.nn.Linear(5, 3)
+    features, labels = torch.randn(4, 5), torch.tensor([0, 2, 1, 2])
+    logits = layer(features)
+    embeddings = gradient_embeddings(features, logits.detach(), labels)
+    for i in range(4):
+        layer.zero_grad()
+        torch.nn.functional.cross_entropy(layer(features[i:i + 1]), labels[i:i + 1]).backward()
+        expected = torch.cat([layer.weight.grad, layer.bias.grad[:, None]], dim=1).flatten()
+        assert torch.allclose(embeddings[i], expected, atol=1e-6)
+
+
+def test_divbs_trains_its_budget_of_each_raw_batch():
+    s = strategy("divbs", batch_size=8, selection=0.25)
+    assert s.raw_batch_size() == 32 and s.needs().features and s.needs().scores
+    ctx = context(n=64, batch_size=8)
+    s.plan_epoch(1, ctx)
+    g = torch.Generator().manual_seed(3)
+    batch = RawBatch(torch.arange(32), torch.zeros(32, 1), torch.randint(0, 3, (32,), generator=g))
+    scores = Scores(torch.randn(32, 3, generator=g), torch.rand(32, generator=g), torch.randn(32, 6, generator=g))
+    keep = s.select(batch, scores, ctx).keep
+    assert keep.numel() == 8 and len(set(keep.tolist())) == 8
+    assert s.epoch_metrics()["divbs_selected_share"] == 0.25
+
+
+def test_max_loss_is_a_preset_of_the_thesis_top_k():
+    config = make_config({"strategy": "max_loss", "batch_size": 32})
+    assert (config.strategy, config.filter, config.selector, config.select_k, config.accumulation_batch_size) == \
+        ("batchwise", "none", "top_k", 0.1, 320)
+    assert make_config({"strategy": "max_loss", "batch_size": 32, "select_k": 0.2}).select_k == 0.2
+    s = build_strategy(config)
+    batch = RawBatch(torch.arange(320), torch.zeros(320, 1), torch.zeros(320, dtype=torch.long))
+    losses = torch.rand(320, generator=gen(0))
+    keep = s.select(batch, Scores(torch.zeros(320, 2), losses), context(n=320, batch_size=32)).keep
+    assert sorted(keep.tolist()) == sorted(losses.topk(32).indices.tolist())

@@ -8,6 +8,7 @@ import torch
 
 from assist.api import make_config
 from assist.events import Callback
+from assist.metrics.system import system_metrics
 from assist.engine.trainer import Trainer, fit_reference
 from assist.strategies import build_strategy
 from assist.strategies.base import RawBatch, Scores, StrategyContext
@@ -22,6 +23,7 @@ PEERS = [
     ("ordered_sgd", {}),
     ("random_subset", {"fraction": 0.3}),
     ("random_subset", {"mode": "epoch"}),
+    ("divbs", {"selection": 0.25}),
 ]
 IDS = [f"{name}-{'-'.join(map(str, options.values())) or 'default'}" for name, options in PEERS]
 
@@ -32,9 +34,12 @@ def config_for(name, options, tmp_path, **overrides):
     return make_config({**values, **overrides})
 
 
+SYSTEM = set(system_metrics(torch.device("cpu")))
+
+
 def stable(row):
-    return {k: v for k, v in row.items() if not k.endswith("_s") and k not in
-            ("process_rss_mb", "cpu_percent", "cpu_threads", "system_memory_available_mb")}
+    """A metrics row without times, system readings and provenance (a cached reference model)."""
+    return {k: v for k, v in row.items() if not k.endswith(("_s", "_cached")) and k not in SYSTEM}
 
 
 def roundtrip(state):
@@ -75,7 +80,9 @@ def drive(strategy, ctx, labels, plan, start, stop, epoch_step):
         position += size
         y = labels[indices]
         logits, losses = fake_forward(indices, y, step)
-        scores = Scores(logits, losses) if strategy.needs().scores else None
+        needs = strategy.needs()
+        features = torch.cos(indices[:, None].float() * 0.11 + torch.arange(6.0)[None, :]) if needs.features else None
+        scores = Scores(logits, losses, features) if needs.scores else None
         selection = strategy.select(RawBatch(indices, torch.zeros(len(indices), 1), y), scores, ctx)
         weights = None if selection.weights is None else selection.weights.tolist()
         log.append((indices.tolist(), selection.keep.tolist(), weights))

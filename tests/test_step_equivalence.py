@@ -29,8 +29,8 @@ def counters(row: dict) -> dict:
     keys = ("steps", "samples_scored", "samples_trained", "raw_batches", "accepted", "acceptance_ratio",
             "raw_batches_per_step", "overflow_discarded", "buffered")
     picked = {k: row[k] for k in keys}
-    picked.update({k: v for k, v in row.items() if k.split("_")[0] in ("infobatch", "sb", "rho", "is", "osgd",
-                                                                      "subset", "epoch") and not k.endswith("_s")
+    picked.update({k: v for k, v in row.items() if k.split("_")[0] in ("infobatch", "sb", "rho", "is", "osgd", "divbs",
+                                                                      "subset", "epoch") and not k.endswith(("_s", "_cached"))
                    and k not in ("epoch", "epoch_time_s")})
     return picked
 

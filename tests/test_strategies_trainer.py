@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from assist.metrics.system import system_metrics
+
 from assist.api import make_config
 from assist.validation import twin_config
 from assist.engine.trainer import Trainer
@@ -24,10 +26,12 @@ def config_for(name, **overrides):
     return make_config({**values, **overrides})
 
 
+SYSTEM = set(system_metrics(torch.device("cpu")))
+
+
 def deterministic_keys(row):
-    return {k: v for k, v in row.items()
-            if not k.endswith("_s") and k not in ("process_rss_mb", "cpu_percent", "cpu_threads",
-                                                   "system_memory_available_mb")}
+    """A metrics row without times, system readings and provenance (a cached reference model)."""
+    return {k: v for k, v in row.items() if not k.endswith(("_s", "_cached")) and k not in SYSTEM}
 
 
 @pytest.mark.parametrize("name", STRATEGIES.names())

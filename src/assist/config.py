@@ -45,9 +45,18 @@ class TrainConfig(BaseModel):
     nesterov: bool = False                              # SGD only
     weight_decay: float = Field(default=5e-4, ge=0)
     amsgrad: bool = False                               # Adam and AdamW only
-    lr_scheduler: Literal["none", "exponential", "multistep"] = "none"
+    # exponential, multistep: stepped once per epoch (the thesis); cosine, onecycle, linear: set
+    # before every optimizer step from the share of training done (docs/schedules.md)
+    lr_scheduler: Literal["none", "exponential", "multistep", "cosine", "onecycle", "linear"] = "none"
     gamma: Optional[float] = Field(default=None, gt=0)  # None: 0.995 exponential, 0.1 multistep
     milestone_every: int = Field(default=30, gt=0)      # multistep: decay every n epochs
+    min_learning_rate: float = Field(default=0.0, ge=0)  # cosine's floor, linear's end value
+    warmup_epochs: float = Field(default=0.0, ge=0)      # linear warm-up from 0 (fractions allowed)
+    onecycle_start_factor: float = Field(default=0.04, gt=0, le=1)  # onecycle starts at lr x this
+    onecycle_end_factor: float = Field(default=1e-4, gt=0, le=1)    # ... and ends at lr x this
+    onecycle_peak_at: float = Field(default=0.3, gt=0, lt=1)        # share of training at the peak lr
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)         # of the training loss only
+    grad_clip_norm: Optional[float] = Field(default=None, gt=0)     # clip the gradient norm to this
     data_augmentation: Optional[bool] = None            # None: the data set's default
     augmentation_recipe: Literal["thesis", "light"] = "thesis"
     # epochwise filtering stores indices, so by default a sample is trained on a fresh view,
@@ -63,7 +72,9 @@ class TrainConfig(BaseModel):
     # raw batch size; None: batch_size; "auto": estimated from the recent acceptance ratio so
     # that one raw batch yields about one training batch (thesis 5.2.2), at most the max below
     accumulation_batch_size: Optional[Union[int, Literal["auto"]]] = None
-    accumulation_batch_size_max: Optional[int] = Field(default=None, gt=0)  # auto's bound; None: 16x batch
+    # auto's upper bound; None: 4x batch_size (larger scoring batches cost more per sample on a
+    # CPU: docs/benchmarks.md, "Adaptive raw batch size"; on a GPU a larger bound may pay)
+    accumulation_batch_size_max: Optional[int] = Field(default=None, gt=0)
     filter: Literal["hard", "soft", "none"] = "hard"
     soft_margin: float = 0.1                # alpha of the soft accuracy filter, in (0, 1)
     selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = None
@@ -111,6 +122,23 @@ class TrainConfig(BaseModel):
     def _optimizer_options(self) -> "TrainConfig":
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer=sgd with momentum > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_options(self) -> "TrainConfig":
+        kind = self.lr_scheduler
+        if self.warmup_epochs and kind in ("exponential", "multistep"):
+            raise ValueError(f"warmup_epochs works with lr_scheduler none, cosine, onecycle or linear, not {kind}")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs:g} is longer than the run's {self.epochs} epochs")
+        if self.min_learning_rate and kind not in ("cosine", "linear"):
+            raise ValueError("min_learning_rate has no effect without lr_scheduler=cosine or linear")
+        if self.min_learning_rate >= self.learning_rate:
+            raise ValueError(f"min_learning_rate={self.min_learning_rate:g} must be below learning_rate")
+        onecycle = ("onecycle_start_factor", "onecycle_end_factor", "onecycle_peak_at")
+        changed = [k for k in onecycle if getattr(self, k) != type(self).model_fields[k].default]
+        if changed and kind != "onecycle":
+            raise ValueError(f"{', '.join(changed)} have no effect without lr_scheduler=onecycle")
         return self
 
     @field_validator("num_classes")
@@ -208,6 +236,8 @@ def config_default(key: str) -> Any:
 ADDED_KEYS: frozenset[str] = frozenset({
     "accumulation_batch_size_max", "select_p_end", "select_p_schedule", "select_split",
     "epoch_filter", "epoch_soft_margin", "epoch_selector", "epoch_select_k",
+    "min_learning_rate", "warmup_epochs", "onecycle_start_factor", "onecycle_end_factor", "onecycle_peak_at",
+    "label_smoothing", "grad_clip_norm",
 })
 
 

@@ -21,12 +21,28 @@ from assist.strategies import STRATEGIES, build_strategy, strategy_keys
 ConfigLike = Union[TrainConfig, Mapping[str, Any]]
 
 
+def _max_loss(values: dict[str, Any]) -> dict[str, Any]:
+    """The field's "max loss" baseline (DivBS's benchmark): the top 10% losses of raw batches
+    of 10x the batch size, i.e. the thesis's top-k selector without a filter."""
+    batch = int(values.get("batch_size") or config_default("batch_size"))
+    return {"filter": "none", "selector": "top_k", "select_k": 0.1, "accumulation_batch_size": 10 * batch,
+            **values, "strategy": "batchwise"}
+
+
+# Named settings of registered strategies, under the names the field uses (``strategy=NAME``)
+PRESETS = {"max_loss": _max_loss}
+
+
 def validate_run(config: ConfigLike) -> TrainConfig:
-    """The validated config of a run (``config`` itself when it is already a TrainConfig)."""
-    config = config if isinstance(config, TrainConfig) else make_config(dict(config))
+    """The validated config of a run (``config`` itself when it is already a TrainConfig).
+    A preset name (``strategy=max_loss``) becomes its strategy's keys; keys given beside it win."""
+    if not isinstance(config, TrainConfig):
+        values = dict(config)
+        preset = PRESETS.get(values.get("strategy"))  # type: ignore[arg-type]
+        config = make_config(preset(values) if preset else values)
     if config.strategy not in STRATEGIES:
         raise ConfigError(f"strategy: unknown strategy {config.strategy!r}; available: "
-                          f"{', '.join(STRATEGIES.names())}")
+                          f"{', '.join(STRATEGIES.names())}, and the presets {', '.join(PRESETS)}")
     build_strategy(config)  # the strategy's schema: bad values and idle keys
     _check_names(config)
     check_device(config.device)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from assist.engine.accumulate import BatchAccumulator, Chunk, concat
 from assist.events import Event
+from assist.models import features_and_logits
 from assist.selection import uniform_random
 from assist.strategies.base import RawBatch, ReferenceResult, ReferenceSpec, Scores, Strategy, StrategyContext
 
@@ -170,6 +171,8 @@ class SelectionStep:
             return EpochClose(starved=True, stop_reason=(
                 f"converged: epoch {self.epoch} accepted {accepted} samples, fewer than batch_size={self.batch_size}"))
         buffered = self.accumulator.pop_partial() if needs.accumulate else None
+        if buffered is not None:
+            self.open_raw_batches = 0   # the buffer is trained now; the next batch starts afresh
         if policy == "partial":
             return EpochClose([] if buffered is None else [buffered], starved=True)
         # fill_random: one batch's worth, the samples drawn without replacement among those not
@@ -200,14 +203,20 @@ class SelectionStep:
         if model is None:
             raise ValueError(f"strategy {self.strategy.name!r} scores samples with the model, "
                              f"but none was given{self.model_hint}")
+        needs = self.strategy.needs()
         was_training = model.training
-        model.train(self.strategy.needs().scoring_mode == "train")
+        model.train(needs.scoring_mode == "train")
+        features = None
         try:
-            outputs = model(x)
+            if needs.features:
+                features, outputs = features_and_logits(model, x)
+                features = features.float()
+            else:
+                outputs = model(x)
         finally:
             model.train(was_training)
         self.counters.samples_scored += int(y.shape[0])
-        return Scores(logits=outputs.float(), losses=self.score_fn(outputs, y).float())
+        return Scores(logits=outputs.float(), losses=self.score_fn(outputs, y).float(), features=features)
 
     def score_indices(self, indices: torch.Tensor) -> tuple[Scores, torch.Tensor]:
         """Score training samples by index, in chunks of ``eval_batch_size`` (epochwise plans)."""

@@ -21,6 +21,7 @@ from assist.data.base import ImageDataset
 from assist.data.pipeline import BatchPipeline, resolve_augmentation
 from assist.engine.accumulate import Chunk
 from assist.engine.optim import build_optimizer, build_scheduler
+from assist.engine.schedule import learning_rate, sets_lr_per_step
 from assist.engine.step import SelectionStep
 from assist.events import Callback, Event
 from assist.metrics import loss_statistics, system_metrics
@@ -80,6 +81,8 @@ class Trainer:
             emit=self.emit)
         self.state = TrainState()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
+        self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
+        self.lr_per_step = sets_lr_per_step(config)
 
     @property
     def counters(self):
@@ -115,6 +118,7 @@ class Trainer:
         self.emit(Event.EPOCH_PLANNED, epoch=epoch, plan=plan)
         start, total = 0, int(plan.shape[0])
         while start < total:
+            self.progress = (epoch - 1 + start / total) / self.config.epochs
             indices = plan[start:start + self.step.raw_batch_size()]
             self.emit(Event.BATCH_START, indices=indices)
             x, y = self.fetch(indices)
@@ -122,6 +126,7 @@ class Trainer:
                 self.train_step(chunk)
             self.emit(Event.BATCH_END, indices=indices)
             start += int(indices.shape[0])
+        self.progress = epoch / self.config.epochs
         closing = self.step.close_epoch()
         for chunk in closing.batches:  # the starved-epoch policy's batch, in the usual event frame
             self.emit(Event.BATCH_START, indices=chunk.indices)
@@ -152,8 +157,12 @@ class Trainer:
 
     def train_step(self, chunk: Chunk) -> None:
         self.model.train()
+        if self.lr_per_step:
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(self.config, self.progress)
         logits = self.model(chunk.x)
-        losses = F.cross_entropy(logits, chunk.y, reduction="none")
+        smoothing = self.config.label_smoothing
+        losses = F.cross_entropy(logits, chunk.y, reduction="none", label_smoothing=smoothing)
         weighted = losses if chunk.weights is None else losses * chunk.weights.to(losses.device)
         loss = weighted.mean()
         if not torch.isfinite(loss):
@@ -161,9 +170,13 @@ class Trainer:
                                 f"step {self.state.total_steps + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
         self.optimizer.step()
         self.state.total_steps += 1
-        self.step.feedback(chunk.indices, losses, logits, chunk.y)
+        # strategies read plain per-sample cross-entropy, whatever the training loss smooths
+        plain = losses if not smoothing else F.cross_entropy(logits.detach(), chunk.y, reduction="none")
+        self.step.feedback(chunk.indices, plain, logits, chunk.y)
         self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=loss.detach())
 
     def evaluate(self, pipeline: BatchPipeline, indices: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:

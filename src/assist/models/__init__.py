@@ -4,6 +4,11 @@
 names what is available. Every factory takes the keyword arguments ``in_channels``,
 ``num_classes`` and ``image_size``; family members (``fcnet<N>``) get their number first.
 
+Every model exposes its penultimate features through one small interface: ``features(x)``
+(the classifier's input, ``(N, D)``) and ``classifier`` (the last ``nn.Linear``), with
+``forward(x) == classifier(features(x))``. Strategies that need per-sample last-layer gradient
+embeddings (DivBS) use it through :func:`features_and_logits`.
+
 Models draw from the global RNG only in ordinary parameter initialisation, so a caller that
 forks the RNG around ``create_model`` gets reproducible weights. The input-shape check runs
 a dry forward pass on the ``meta`` device, which allocates nothing and draws no numbers.
@@ -22,7 +27,7 @@ from assist.models.lenet import build_lenet
 from assist.models.resnet import build_resnet18
 from assist.registry import Registry
 
-__all__ = ["MODELS", "build_model", "create_model", "list_models"]
+__all__ = ["MODELS", "build_model", "create_model", "features_and_logits", "list_models"]
 
 MODELS = Registry[nn.Module]("model")
 MODELS.register("lenet")(build_lenet)
@@ -116,3 +121,13 @@ def build_model(config: Any, data: Any) -> nn.Module:
         torch.manual_seed(config.rng_seed)
         return create_model(config.model, in_channels=data.in_channels, num_classes=data.num_classes,
                             image_size=data.image_size)
+
+
+def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, logits)`` of ``x`` in one forward, through the feature interface above."""
+    if not (callable(getattr(model, "features", None)) and isinstance(getattr(model, "classifier", None), nn.Linear)):
+        raise ValueError(f"{type(model).__name__} does not expose its penultimate features: give it a "
+                         "features(x) method (the classifier's input) and a classifier attribute (the last "
+                         "nn.Linear), as ASSIST's models have")
+    features = model.features(x)
+    return features, model.classifier(features)

@@ -16,8 +16,16 @@ class FCNet(nn.Module):
         self.hidden = nn.Linear(in_features, hidden)
         self.output = nn.Linear(hidden, num_classes)
 
+    @property
+    def classifier(self) -> nn.Linear:
+        return self.output
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden layer's activations, the classifier's input."""
+        return torch.relu(self.hidden(x.flatten(1)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(torch.relu(self.hidden(x.flatten(1))))
+        return self.output(self.features(x))
 
 
 def parse_width(suffix: str) -> int:

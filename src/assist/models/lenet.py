@@ -21,13 +21,20 @@ class LeNet(nn.Module):
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def classifier(self) -> nn.Linear:
+        return self.fc3
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate activations (84 per sample), the classifier's input."""
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # 32 -> 28 -> 14
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # 14 -> 10 -> 5
         x = x.flatten(1)
         x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+        return F.relu(self.fc2(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(self.features(x))
 
 
 def build_lenet(*, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> LeNet:

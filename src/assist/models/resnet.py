@@ -57,10 +57,16 @@ class ResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.linear = nn.Linear(512, num_classes)
 
+    @property
+    def classifier(self) -> nn.Linear:
+        return self.linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled 512 channels, the classifier's input."""
+        return F.avg_pool2d(self.stages(self.stem(x)), 4).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stages(self.stem(x))
-        out = F.avg_pool2d(out, 4)
-        return self.linear(out.flatten(1))
+        return self.linear(self.features(x))
 
 
 def build_resnet18(*, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> ResNet:

@@ -113,7 +113,9 @@ def _problems_html(report: Report) -> str:
                        f"{row['epochs_completed']} epoch(s)"
                        + (f" ({escape(str(row['reason']))})" if isinstance(row["reason"], str) else "")
                        + "</li>" for r, row in bad.iterrows())
-        items.append(f"<h3>Not completed ({len(bad)}): shown separately, never averaged</h3><ul>{rows}</ul>")
+        items.append(f"<h3>Not completed or collapsed ({len(bad)}): shown separately, never averaged</h3>"
+                     f"<ul>{rows}</ul>" + ("<p>collapsed: completed, but the test accuracy stayed at chance "
+                                           "for the last epochs</p>" if (bad["status"] == "collapsed").any() else ""))
     if report.twinless:
         rows = "".join(f"<li><code>{escape(r)}</code></li>" for r in report.twinless)
         items.append(f"<h3>Without an archetype twin ({len(report.twinless)})</h3><ul>{rows}</ul>")

@@ -26,7 +26,9 @@ def render_markdown(report: Report, path: Path) -> Path:
            f"{len(report.groups)} group(s).\n"]
     problems = []
     problems += [f"- skipped `{p}`: {r}" for p, r in runset.skipped]
-    problems += [f"- not completed `{r}`: {row['status']} after {row['epochs_completed']} epoch(s)"
+    problems += [f"- collapsed `{r}`: test accuracy at chance for its last epochs ({row['epochs_completed']} run)"
+                 if row["status"] == "collapsed" else
+                 f"- not completed `{r}`: {row['status']} after {row['epochs_completed']} epoch(s)"
                  for r, row in report.not_completed.iterrows()]
     problems += [f"- no archetype twin: `{r}`" for r in report.twinless]
     problems += [f"- warning: `{w}`" for w in runset.warnings]

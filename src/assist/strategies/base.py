@@ -43,10 +43,12 @@ class RawBatch:
 
 @dataclass
 class Scores:
-    """No-grad forward results for a batch: logits and per-sample cross-entropy losses."""
+    """No-grad forward results for a batch: logits and per-sample cross-entropy losses, and
+    the penultimate features when the strategy asks for them (``LoopNeeds.features``)."""
 
     logits: torch.Tensor
     losses: torch.Tensor
+    features: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -70,6 +72,7 @@ class LoopNeeds:
     overflow: str = "discard"          # accumulated samples beyond a full batch: discard | carry
     starved_epoch: Optional[str] = None  # rejects samples: the policy for an epoch that starves
     scoring_mode: str = "eval"         # model mode of scoring forwards: eval | train
+    features: bool = False             # scoring also returns the penultimate features (models/)
 
     @property
     def filters(self) -> bool:

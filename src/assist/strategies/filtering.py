@@ -229,7 +229,7 @@ class Batchwise(Strategy):
             return batch
         if size != "auto":
             return size
-        return adaptive_raw_batch_size(batch, self.acceptance, self.params.accumulation_batch_size_max or 16 * batch)
+        return adaptive_raw_batch_size(batch, self.acceptance, self.params.accumulation_batch_size_max or 4 * batch)
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         self.rule.set_epoch(epoch, ctx.epochs)
