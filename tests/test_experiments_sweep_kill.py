@@ -22,7 +22,7 @@ from assist.experiments.sweep import plan_sweep
 from assist.metrics.system import system_metrics
 from assist.tracking import RunStore
 
-EPOCHS = 5
+EPOCHS = 8  # 48 epochs in all: three kills of 1-4 epochs plus a fraction land mid-sweep on a fast machine too
 SPEC = {
     "name": "kill-test",
     # num_threads=1: bit-identical results need the same kernels in the workers and in here
@@ -88,11 +88,11 @@ def test_sweep_killed_repeatedly_then_finished_by_two_sweeps(tmp_path: Path, kee
     assert len(plan.runs) == 6
 
     # Random moments in terms of progress, so that the kills land mid-sweep on any machine:
-    # after 1-4 more epochs (of 30), plus a random fraction of an epoch.
+    # after 1-4 more epochs (of 48), plus a random fraction of an epoch.
     for cycle in range(KILLS):
         process = launch(spec, out)
         wait_for_epochs(process, out, rng.randint(1, 4))
-        time.sleep(rng.uniform(0.0, 0.1))
+        time.sleep(rng.uniform(0.0, 0.03))
         if cycle == 1:  # Ctrl-C as a terminal sends it: to the whole process group
             os.killpg(process.pid, signal.SIGINT)
             output = process.communicate(timeout=60)[0]
