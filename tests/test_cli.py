@@ -89,9 +89,9 @@ def test_compare_prints_the_thesis_table(tmp_path):
     for metric in ("accuracy", "mean loss", "q=0.9 loss", "worst loss"):
         assert any(line.startswith(metric) and "archetype" in line for line in lines)
     # the headline, 4 metric rows and the cost table
-    assert sum("batchwise (hard, acc 16)" in line for line in lines) == 6
+    assert sum("batchwise (hard, raw batch 16)" in line for line in lines) == 6
     assert lines[lines.index("synthetic / fcnet16, 2 epochs, batch 16, seed 0") + 2].startswith(
-        "batchwise (hard, acc 16): test accuracy ")
+        "batchwise (hard, raw batch 16): test accuracy ")
     assert "ratio = test ÷ train" in result.stdout and f"runs written to {tmp_path}" in result.stdout
     assert len(list(tmp_path.iterdir())) == 3
 

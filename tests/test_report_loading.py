@@ -129,9 +129,9 @@ def test_labels_name_every_distinct_variant():
     }
     labels = strategy_labels(configs)
     assert labels["a"] == "archetype"
-    assert labels["b"] == "batchwise (hard, acc 64, fill_random=False)"
-    assert labels["c"] == "batchwise (soft α=0.1, acc 256, fill_random=False)"
-    assert labels["d"] == "batchwise (hard, acc 64, fill_random=True)"
+    assert labels["b"] == "batchwise (hard, raw batch 64, fill_random=False)"
+    assert labels["c"] == "batchwise (soft α=0.1, raw batch 256, fill_random=False)"
+    assert labels["d"] == "batchwise (hard, raw batch 64, fill_random=True)"
     assert labels["e"] == "epochwise (hard)"
     assert labels["f"] == "selective backprop (top-k k=0.5)"
     assert len(set(labels.values())) == len(labels)

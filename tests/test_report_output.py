@@ -77,7 +77,7 @@ def test_one_colour_per_strategy_in_every_figure(built):
             assert label in svg  # legend entry (text kept as text)
             assert colour.lower() in svg.lower()
     acc = (out / "figures" / "g01_accumulation.svg").read_text()
-    assert "batchwise (hard, acc 64)" in acc and "epochwise" not in acc  # only runs with data
+    assert "batchwise (hard, raw batch 64)" in acc and "epochwise" not in acc  # only runs with data
     # The mapping depends on the labels only, not on the order they are met.
     assert colour_map(sorted(colours, reverse=True)) == colours
 
@@ -143,7 +143,7 @@ def test_runs_without_any_epoch_are_listed_not_plotted(tmp_path, capsys):
     assert cli_report(tmp_path / "runs", tmp_path / "out", "html", progress=False) == 0
     printed = capsys.readouterr().out
     assert "| archetype | incomplete at epoch 0/2 | 1 | – |" in printed
-    assert "| batchwise (hard, acc 64) | failed at epoch 0/2 | 1 | – |" in printed
+    assert "| batchwise (hard, raw batch 64) | failed at epoch 0/2 | 1 | – |" in printed
     assert "out of memory" in printed
     assert list((tmp_path / "out" / "figures").iterdir()) == []
 

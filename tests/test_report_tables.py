@@ -64,7 +64,7 @@ def test_mean_std_and_ratio_over_seeds(root):
     group = group_runs(rs)[1]  # lenet
     table = comparison_table(rs, group)
     assert table.data["strategy"].tolist()[0] == "archetype"  # archetype first
-    row = table.data[table.data["strategy"] == "batchwise (hard, acc 64)"].iloc[0]
+    row = table.data[table.data["strategy"] == "batchwise (hard, raw batch 64)"].iloc[0]
     runs = _runs_of(rs, "lenet", "batchwise")
     train = np.array([_final(root, r, "train_loss_mean") for r in runs])
     test = np.array([_final(root, r, "test_loss_mean") for r in runs])
@@ -90,7 +90,7 @@ def test_incomplete_and_failed_runs_are_never_averaged(root):
     make_failed(root / lenet_batch[1], at_epoch=2, reason="diverged")
     rs = load_runs(root)
     table = comparison_table(rs, group_runs(rs)[1])
-    rows = table.data[table.data["strategy"] == "batchwise (hard, acc 64)"]
+    rows = table.data[table.data["strategy"] == "batchwise (hard, raw batch 64)"]
     assert rows["status"].tolist() == ["completed", "incomplete at epoch 1/3", "failed at epoch 2/3"]
     done = rows.iloc[0]
     assert done["n"] == 1 and done["seeds"] == "2"
@@ -111,7 +111,7 @@ def test_twinless_runs_are_marked(root):
     assert sorted(rs.configs[r]["rng_seed"] for r in lonely) == [1, 1]
     table = comparison_table(rs, group_runs(rs)[1], twins)
     notes = table.data.set_index("strategy")["note"]
-    assert notes["batchwise (hard, acc 64)"] == "no completed archetype twin (seed 1)"
+    assert notes["batchwise (hard, raw batch 64)"] == "no completed archetype twin (seed 1)"
     assert notes["archetype"] == ""
     # The twin of a run whose archetype failed is not a completed twin either.
     archetype_seed2 = [r for r in _runs_of(rs, "lenet", "archetype") if rs.configs[r]["rng_seed"] == 2]
@@ -129,7 +129,7 @@ def test_group_by_moves_varying_keys_into_rows(root):
     table = comparison_table(rs, group)
     assert table.header[0] == ("", "model")
     assert [r[0] for r in table.rows] == ["fcnet100"] * 3 + ["lenet"] * 3
-    assert [r[1] for r in table.rows][:3] == ["archetype", "batchwise (hard, acc 64)", "epochwise (hard)"]
+    assert [r[1] for r in table.rows][:3] == ["archetype", "batchwise (hard, raw batch 64)", "epochwise (hard)"]
     with pytest.raises(ReportError, match="'modle'") as info:
         parse_group_by("dataset,modle", rs)
     assert info.value.exit_code == 2

@@ -65,6 +65,14 @@ def tensorboard_scalars(logdir: Path, key: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in events.Scalars(key)]
 
 
+def tensorboard_tags(logdir: Path) -> list[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    return list(events.Tags()["scalars"])
+
+
 def wandb_records(run_file: Path) -> list:
     """Records of a W&B transaction log (.wandb): a 7-byte header, then LevelDB-style
     32 KiB blocks of chunks (crc32c: 4 bytes, length: 2, type: 1 full/first/middle/last)."""
@@ -119,15 +127,18 @@ def mlflow_run(run_dir: Path):
 
 # ---------------------------------------------------------------- live mirroring during training
 def test_tensorboard_mirrors_every_epoch(tracked_run):
-    assert_series(tensorboard_scalars(tracked_run / "tensorboard", "test_accuracy"),
+    assert_series(tensorboard_scalars(tracked_run / "tensorboard", "test/accuracy"),
                   numeric_history(tracked_run, "test_accuracy"))
-    assert_series(tensorboard_scalars(tracked_run / "tensorboard", "samples_trained"),
+    assert_series(tensorboard_scalars(tracked_run / "tensorboard", "cost/samples_trained"),
                   numeric_history(tracked_run, "samples_trained"))
+    tags = tensorboard_tags(tracked_run / "tensorboard")
+    assert tags and all(t.split("/")[0] in ("train", "test", "cost", "system", "optim", "selection") for t in tags)
+    assert not any("rng_seed" in t for t in tags)   # the config is logged as parameters only
 
 
 def test_wandb_offline_run_holds_config_and_metrics(tracked_run):
     history, config = wandb_history(tracked_run)
-    logged = [(row["_step"], row["test_loss_mean"]) for row in history if "test_loss_mean" in row]
+    logged = [(row["_step"], row["test/loss_mean"]) for row in history if "test/loss_mean" in row]
     assert_series(logged, numeric_history(tracked_run, "test_loss_mean"))
     assert config["strategy"] == "batchwise" and config["batch_size"] == 32
 
@@ -137,7 +148,7 @@ def test_mlflow_store_holds_params_and_metric_history(tracked_run):
     (run,) = runs
     assert run.info.status == "FINISHED" and run.data.params["strategy"] == "batchwise"
     assert run.data.params["rng_seed"] == "3" and run.data.tags["assist.status"] == "completed"
-    history = client.get_metric_history(run.info.run_id, "test_accuracy")
+    history = client.get_metric_history(run.info.run_id, "test/accuracy")
     assert_series([(m.step, m.value) for m in history], numeric_history(tracked_run, "test_accuracy"))
 
 
@@ -148,11 +159,11 @@ def test_export_fills_each_tracker_from_a_run_directory(tracker_env, toy_data, c
     assert not (run_dir / "tensorboard").exists()
     cli_main(["export", str(run_dir), "--to", "tensorboard", "--to", "wandb", "--to", "mlflow"])
     expected = numeric_history(run_dir, "train_loss_mean")
-    assert_series(tensorboard_scalars(run_dir / "tensorboard", "train_loss_mean"), expected)
+    assert_series(tensorboard_scalars(run_dir / "tensorboard", "train/loss_mean"), expected)
     history, _ = wandb_history(run_dir)
-    assert_series([(row["_step"], row["train_loss_mean"]) for row in history], expected)
+    assert_series([(row["_step"], row["train/loss_mean"]) for row in history], expected)
     client, (run,) = mlflow_run(run_dir)
-    assert_series([(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train_loss_mean")], expected)
+    assert_series([(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss_mean")], expected)
     assert run.data.params["strategy"] == "infobatch"
     # a second TensorBoard export would duplicate the curves: refused unless --force
     with pytest.raises(SystemExit):
@@ -173,7 +184,7 @@ def test_export_of_a_missing_run_directory_is_one_line(tmp_path, capsys):
 def test_missing_package_is_a_clear_error_before_the_run_directory_exists(tmp_path, toy_data, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
-    with pytest.raises(TrackerError, match=r"tracker 'wandb' needs the wandb package: pip install 'assist\[wandb\]'"):
+    with pytest.raises(TrackerError, match=r"tracker 'wandb' needs the wandb package: pip install 'assist-sampling\[wandb\]'"):
         train({"epochs": 1, "trackers": ["tensorboard", "wandb"]}, out=tmp_path / "run", data=toy_data)
     assert not (tmp_path / "run").exists()
     with pytest.raises(TrackerError, match="mirror a run directory"):
@@ -218,8 +229,8 @@ def test_a_resumed_run_continues_its_trackers(tracker_env, toy_data):
     assert result.summary["status"] == "completed"
     expected = numeric_history(run_dir, "test_loss_mean")
     assert [step for step, _ in expected] == [1, 2, 3, 4]
-    assert_series(tensorboard_scalars(run_dir / "tensorboard", "test_loss_mean"), expected)
+    assert_series(tensorboard_scalars(run_dir / "tensorboard", "test/loss_mean"), expected)
     client, runs = mlflow_run(run_dir)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    steps = {m.step for m in client.get_metric_history(runs[0].info.run_id, "test_loss_mean")}
+    steps = {m.step for m in client.get_metric_history(runs[0].info.run_id, "test/loss_mean")}
     assert steps == {1, 2, 3, 4}

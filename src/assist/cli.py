@@ -27,7 +27,7 @@ def resolve_values(config_file: Optional[str], overrides: tuple[str, ...], defau
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="assist")
+@click.version_option(package_name="assist-sampling")
 def cli() -> None:
     """ASSIST: strategic data sampling for supervised training."""
 

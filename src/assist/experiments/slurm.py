@@ -1,4 +1,4 @@
-"""Slurm executor through submitit (``pip install assist[cluster]``): one array job, one task per run.
+"""Slurm executor through submitit (``pip install 'assist-sampling[cluster]'``): one array job, one task per run.
 
 Preemption and timeouts: Slurm sends USR2 ``signal_delay_s`` before the end; submitit then
 calls ``SubmititRun.checkpoint``, which resubmits the same call, and requeues the job. Nothing
@@ -32,7 +32,7 @@ except ImportError:  # optional dependency
 
 def require_submitit() -> None:
     if submitit is None:
-        raise ValueError("the slurm executors need submitit: pip install 'assist[cluster]' (or pip install submitit)")
+        raise ValueError("the slurm executors need submitit: pip install 'assist-sampling[cluster]' (or pip install submitit)")
 
 
 class SubmititRun(Checkpointable):

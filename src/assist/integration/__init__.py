@@ -4,7 +4,7 @@
 * :class:`Selector` runs a registered strategy: an epoch plan as a torch ``Sampler``, and per
   loader batch the batches to train on with their loss weights; your loop hands back the
   per-sample losses with ``feedback``;
-* :mod:`assist.integration.lightning` adds a Lightning callback (``pip install 'assist[lightning]'``).
+* :mod:`assist.integration.lightning` adds a Lightning callback (``pip install 'assist-sampling[lightning]'``).
 
 See docs/integration.md.
 """

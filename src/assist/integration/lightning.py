@@ -33,7 +33,7 @@ from assist.integration.selector import Selector
 try:
     import lightning.pytorch as pl
 except ImportError:  # pragma: no cover - exercised only without the extra
-    raise ImportError("the Lightning integration needs the lightning package: pip install 'assist[lightning]'") from None
+    raise ImportError("the Lightning integration needs the lightning package: pip install 'assist-sampling[lightning]'") from None
 
 
 class AssistCallback(pl.Callback):

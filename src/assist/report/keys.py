@@ -82,9 +82,9 @@ def _described_parts(config: Mapping[str, Any], name: str) -> tuple[list[str], s
     if name in _BATCH_FILTERING:
         if config.get("batch_accumulation", True):
             size = config.get("accumulation_batch_size") or config.get("batch_size")
-            parts.append(f"acc {size}" if size is not None else "acc")
+            parts.append(f"raw batch {size}" if size is not None else "accumulated")
         else:
-            parts.append("no acc")
+            parts.append("unstable batch size")
         covered |= {"batch_accumulation", "accumulation_batch_size"}
     selector = config.get("selector")
     if selector not in (None, "none", "all"):
@@ -99,7 +99,7 @@ def _described_parts(config: Mapping[str, Any], name: str) -> tuple[list[str], s
 
 
 def strategy_labels(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """One readable label per run, e.g. ``batchwise (hard, acc 64)``.
+    """One readable label per run, e.g. ``batchwise (hard, raw batch 64)``.
 
     Labels are computed over the whole set so that every distinct strategy variant gets a
     distinct label: strategy keys not described in prose are appended as ``key=value`` when

@@ -1,12 +1,15 @@
 """Mirror runs into the trackers people already use: TensorBoard, Weights & Biases, MLflow.
 
 The run directory stays the source of truth; a tracker receives a copy of the resolved
-config and of every per-epoch metrics row (numeric values only, ``step = epoch``). Each
+config (as parameters) and of every per-epoch metrics row (numeric measurements only, under
+namespaced tags: ``train/accuracy``, ``test/loss_mean``, ``cost/samples_trained``,
+``system/process_rss_mb``, ``optim/learning_rate``, ``selection/acceptance_ratio``;
+``step = epoch``). Each
 backend is an optional extra, imported only when used; a missing one is a one-line error
 naming the pip extra. Where each writes:
 
-* ``tensorboard``: event files in ``RUN_DIR/tensorboard/`` (scalars named as in
-  metrics.jsonl, the config as hyper-parameters and text);
+* ``tensorboard``: event files in ``RUN_DIR/tensorboard/`` (the scalars under those
+  tags, the config as hyper-parameters and text);
 * ``wandb``: ``wandb.init(dir=RUN_DIR)``, so offline runs (``WANDB_MODE=offline``) land in
   ``RUN_DIR/wandb/``; project from ``WANDB_PROJECT`` (default ``assist``);
 * ``mlflow``: the tracking store MLflow is configured with (``MLFLOW_TRACKING_URI``, else
@@ -35,7 +38,14 @@ REQUIREMENTS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb"
                 "mlflow": ("mlflow", "mlflow")}
 MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "stopped": "KILLED", "incomplete": "KILLED"}
 # metrics declared to TensorBoard's HParams dashboard (values come from the scalars)
-HPARAM_METRICS = ("test_accuracy", "test_loss_mean", "train_accuracy", "train_loss_mean")
+HPARAM_METRICS = ("test/accuracy", "test/loss_mean", "train/accuracy", "train/loss_mean")
+# metrics-row entries that are the config (logged once, as parameters), not measurements
+CONFIG_ENTRIES = frozenset({"epoch", "rng_seed", "num_classes"})
+COST_ENTRIES = frozenset({"steps", "total_steps", "samples_scored", "samples_trained", "cum_samples_scored",
+                          "cum_samples_trained", "train_time_s", "epoch_time_s", "wall_clock_s",
+                          "rho_il_samples_trained", "rho_il_samples_scored", "rho_il_time_s"})
+SYSTEM_ENTRIES = frozenset({"process_rss_mb", "cpu_percent", "cpu_threads", "system_memory_available_mb",
+                            "load_average_1m"})
 
 
 class TrackerError(ValueError):
@@ -48,7 +58,7 @@ def check_available(name: str) -> None:
         raise TrackerError(f"unknown tracker {name!r}; available: {', '.join(TRACKERS)}")
     module, extra = REQUIREMENTS[name]
     if importlib.util.find_spec(module) is None:
-        raise TrackerError(f"tracker {name!r} needs the {module} package: pip install 'assist[{extra}]'")
+        raise TrackerError(f"tracker {name!r} needs the {module} package: pip install 'assist-sampling[{extra}]'")
 
 
 def require(name: str) -> Any:
@@ -56,14 +66,31 @@ def require(name: str) -> Any:
     return importlib.import_module(REQUIREMENTS[name][0])
 
 
+def tracker_tag(key: str) -> str:
+    """A metrics-row key as a namespaced tracker tag: ``train/…``, ``test/…``, ``cost/…``,
+    ``system/…``, ``optim/learning_rate``, and ``selection/…`` for what the strategy did."""
+    if key in COST_ENTRIES:
+        return f"cost/{key}"
+    if key.startswith("train_"):
+        return f"train/{key.removeprefix('train_')}"
+    if key.startswith("test_"):
+        return f"test/{key.removeprefix('test_')}"
+    if key in SYSTEM_ENTRIES or key.startswith("gpu_"):
+        return f"system/{key}"
+    if key == "learning_rate":
+        return "optim/learning_rate"
+    return f"selection/{key}"
+
+
 def metric_values(row: dict[str, Any]) -> dict[str, float]:
-    """The numeric, finite entries of a metrics row (booleans as 0/1; the epoch is the step)."""
+    """The numeric, finite measurements of a metrics row under their tracker tags (booleans as
+    0/1; the epoch is the step; config entries such as the seed are parameters, not metrics)."""
     values = {}
     for key, value in row.items():
-        if key == "epoch" or value is None or isinstance(value, str):
+        if key in CONFIG_ENTRIES or value is None or isinstance(value, str):
             continue
         if isinstance(value, (bool, int, float)) and math.isfinite(float(value)):
-            values[key] = float(value)
+            values[tracker_tag(key)] = float(value)
     return values
 
 
