@@ -27,7 +27,8 @@ _STRATEGY_OF_FLAGS = {flags: name for name, flags in THESIS_FLAGS.items()}
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # numbers must be finite: an infinite learning rate is bad input, not a later divergence
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # --- data and model
     dataset: str = "digits"                 # offline default (scikit-learn's bundled digits)
@@ -62,7 +63,7 @@ class TrainConfig(BaseModel):
     # epochwise filtering stores indices, so by default a sample is trained on a fresh view,
     # not the one it was scored on ("soft", the thesis); "replay" reuses the scored view
     epoch_filter_augmentation: Literal["fresh", "replay"] = "fresh"
-    rng_seed: int = 0
+    rng_seed: int = Field(default=0, ge=0, lt=2**63)
     device: str = "cpu"
     # --- strategy
     strategy: Optional[str] = None          # None: derived from epoch/batch_filtering
@@ -103,6 +104,17 @@ class TrainConfig(BaseModel):
     num_threads: Optional[int] = Field(default=None, gt=0)
     checkpoint_every: int = Field(default=1, gt=0)
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)  # mirror the run dir (optional extras)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, values: Any) -> Any:
+        """YAML reads ``true`` as a bool, which pydantic would take as 1: refuse it for numbers."""
+        if isinstance(values, dict):
+            for key, value in values.items():
+                field = cls.model_fields.get(key)
+                if isinstance(value, bool) and field is not None and "bool" not in str(field.annotation):
+                    raise ValueError(f"{key}: expected a number, got the boolean {value!r}")
+        return values
 
     @field_validator("soft_margin")
     @classmethod
@@ -299,12 +311,63 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return merged
 
 
+MAX_YAML_NODES = 200_000  # values of a YAML document with its aliases expanded; configs hold hundreds
+
+
+class StrictLoader(yaml.SafeLoader):
+    """The YAML loader of the config files and sweep specs ASSIST reads: safe, refusing a key
+    given twice (PyYAML would keep the last silently) and a document whose aliases expand to
+    more than ``MAX_YAML_NODES`` values (a "billion laughs": a few lines of nested aliases that
+    grow exponentially in whatever walks the result)."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            sizes: dict[int, int] = {}
+
+            def expanded(item: Any) -> int:  # each distinct node once: aliases share nodes
+                key = id(item)
+                if key not in sizes:
+                    sizes[key] = 0  # a cycle counts as nothing more
+                    children = item.value if isinstance(item.value, list) else []
+                    flat = [c for pair in children for c in (pair if isinstance(pair, tuple) else (pair,))]
+                    sizes[key] = min(MAX_YAML_NODES + 1, 1 + sum(expanded(c) for c in flat))
+                return sizes[key]
+
+            if expanded(node) > MAX_YAML_NODES:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"its aliases expand to more than {MAX_YAML_NODES:,} values (a YAML alias bomb?)",
+                    node.start_mark)
+        return node
+
+
+def _unique_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a directory; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not a text file (YAML expected)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
     if not isinstance(data, dict):

@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from assist.config import ConfigError, TrainConfig, parse_override
+from assist.config import ConfigError, TrainConfig, load_yaml, parse_override
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -106,24 +106,6 @@ def time_minutes(value: Union[int, str]) -> int:
     if total <= 0:
         raise ValueError("must be a positive duration")
     return math.ceil(total)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a spec must not lose a variant."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
 def _format_spec_error(error: ValidationError) -> str:
@@ -212,7 +194,7 @@ def load_spec(path: Union[str, Path], overrides: Sequence[str] = (),
     if not path.is_file():
         raise SpecError(f"sweep spec {str(path)!r} does not exist")
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise SpecError(f"sweep spec {str(path)!r} is not valid YAML: {error}") from None
     if overrides and isinstance(data, dict):

@@ -52,7 +52,9 @@ class RunStore:
         return (self.path / self.SUMMARY).is_file()
 
     def read_config(self) -> dict[str, Any]:
-        return yaml.safe_load((self.path / self.CONFIG).read_text()) or {}
+        from assist.config import load_yaml
+
+        return load_yaml((self.path / self.CONFIG).read_text()) or {}
 
     def read_summary(self) -> Optional[dict[str, Any]]:
         if not self.finished:
