@@ -21,7 +21,7 @@ from conftest import unavailable
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--enable-logging=stderr", "--v=0", "--window-size=1366,900",
+         "--enable-logging=stderr", "--v=0", "--window-size=1400,900",
          "--virtual-time-budget=10000", "--dump-dom"]
 
 # Injected into a copy of the report (the report itself has no scripts): records script
@@ -41,8 +41,9 @@ window.addEventListener('load', function () {
   function box(el) { var r = el.getBoundingClientRect(); return {w: r.width, h: r.height}; }
   var out = {problems: window.__problems, tables: [], figures: []};
   document.querySelectorAll('table.report-table').forEach(function (t) {
-    var b = box(t); out.tables.push({rows: t.tBodies[0].rows.length, w: b.w, h: b.h,
-                                     cls: t.className});
+    var b = box(t), holder = t.parentElement;
+    out.tables.push({rows: t.tBodies[0].rows.length, w: b.w, h: b.h, cls: t.className,
+                     scrolls: holder.scrollWidth > holder.clientWidth + 1});
   });
   document.querySelectorAll('figure.report-figure img').forEach(function (img) {
     var b = box(img); out.figures.push({decoded: img.complete && img.naturalWidth > 0,
@@ -87,10 +88,13 @@ def test_report_renders_in_chromium(tmp_path):
 
     probe, console = render(page, tmp_path / "profile")
     assert probe["problems"] == [] and console == []
-    assert [t["cls"] for t in probe["tables"]] == ["report-table comparison"] * 2 + ["report-table appendix"]
-    # fcnet100 (g01) holds the failed run, on a row of its own.
-    assert [t["rows"] for t in probe["tables"]] == [3, 2, 8]
+    per_group = ["report-table comparison"] * 2 + ["report-table cost"]
+    assert [t["cls"] for t in probe["tables"]] == per_group * 2 + ["report-table appendix"]
+    # fcnet100 (g01) holds the failed run, on a row of its own (not in the cost table).
+    assert [t["rows"] for t in probe["tables"]] == [3, 3, 2, 2, 2, 2, 8]
     assert all(t["w"] > 300 and t["h"] > 40 for t in probe["tables"])
+    # at 1,400 px every comparison and cost table fits without scrolling sideways
+    assert not any(t["scrolls"] for t in probe["tables"] if "appendix" not in t["cls"])
     assert len(probe["figures"]) == len(pngs)
     for figure in probe["figures"]:
         assert figure["decoded"] and figure["natural"] >= 1000

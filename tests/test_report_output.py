@@ -38,7 +38,8 @@ def test_html_report_exit_code_files_and_warnings(built, capsys):
         assert (out / name).stat().st_size > 200
     html = (out / "report.html").read_text()
     assert "http://" not in html and "https://" not in html and "<script" not in html
-    assert html.count('class="report-table comparison"') == 1
+    assert html.count('class="report-table comparison"') == 2  # the table in two parts
+    assert html.count('class="report-table cost"') == 1
     assert html.count('class="report-table appendix"') == 1
     assert html.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png"))) == 4
     assert "incomplete at epoch 2/4" in html and "metrics.jsonl:2" in html

@@ -17,6 +17,7 @@ from assist.report.figures import (ACCUMULATION_PANELS, X_AXES, FigureFiles, Lin
                                    colour_map, has_accumulation, subgroup_lines)
 from assist.report.grouping import Group, Subgroup, find_twins, group_runs
 from assist.report.loading import RunSet
+from assist.report.cost import cost_table, run_costs
 from assist.report.tables import RunFacts, Table, appendix_table, comparison_table
 
 
@@ -35,6 +36,7 @@ class GroupReport:
     group: Group
     table: Table
     figures: list[SubgroupFigures] = field(default_factory=list)
+    cost: Optional[Table] = None   # steps, samples, and passes and time against the twin
 
 
 @dataclass
@@ -96,7 +98,9 @@ def build_report(runset: RunSet, out: Optional[str | os.PathLike] = None, *,
     groups = group_runs(runset, group_by)
     colours = colour_map(runset.runs["label"])
     facts = RunFacts(runset)
-    reports = [GroupReport(g, comparison_table(runset, g, twins, facts)) for g in groups]
+    costs = run_costs(runset)
+    reports = [GroupReport(g, comparison_table(runset, g, twins, facts), cost=cost_table(runset, g, twins, costs))
+               for g in groups]
     appendix = appendix_table(runset, groups, twins, facts)
     report = Report(runset, reports, appendix, colours, twins)
     if not figures:

@@ -26,6 +26,8 @@ table{border-collapse:collapse;font-size:.82rem;background:#fff}
 th,td{border:1px solid #ddd;padding:.2rem .45rem;text-align:right;white-space:nowrap}
 th{background:#f0f0f3;text-align:center}
 td.text{text-align:left}
+.med{display:block;font-size:.72rem;color:#666}
+td.note{white-space:normal;min-width:10rem;max-width:16rem;font-size:.75rem}
 tr.not-completed td{background:#fff4e5;font-style:italic}
 .swatch{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;vertical-align:baseline}
 figure{margin:1rem 0;background:#fff;border:1px solid #e3e3e3;padding:.4rem}
@@ -56,9 +58,14 @@ def table_html(table: Table, colours: dict[str, str], css_class: str) -> str:
         tds = []
         for (_, name), cell in zip(table.header, cells):
             text = escape(cell)
+            if " (med " in cell:  # the median on a line of its own keeps the columns narrow
+                main, median = cell.split(" (med ", 1)
+                text = f'{escape(main)}<span class="med">med {escape(median.rstrip(")"))}</span>'
             if name == "Strategy" and cell in colours:
                 text = f'<span class="swatch" style="background:{colours[cell]}"></span>{text}'
             klass = ' class="text"' if name in _TEXT_COLUMNS or not _numeric(cell) else ""
+            if name == "Note":  # notes wrap, so they do not widen the table past the screen
+                klass = ' class="text note"'
             tds.append(f"<td{klass}>{text}</td>")
         body.append(f'<tr class="{cls}">' + "".join(tds) + "</tr>")
     return (f'<div class="scroll"><table class="report-table {css_class}"><thead>{head}</thead>'
@@ -69,10 +76,37 @@ def _numeric(cell: str) -> bool:
     return bool(cell) and (cell[0].isdigit() or cell[0] in "-–∞" and len(cell) > 1)
 
 
-def _figure_html(path: Path, alt: str) -> str:
+# the comparison table in two parts, so that each fits a laptop screen
+TABLE_PARTS = (("Accuracy", "Mean loss"), ("Q=0.9 loss", "Worst loss"))
+
+
+def split_comparison(table: Table) -> list[Table]:
+    """The comparison table as parts of two metrics each, the row columns in every part; the
+    notes go below the parts (``table_notes``), not in a column that would widen them."""
+    parts = []
+    for metrics in TABLE_PARTS:
+        keep = [i for i, (top, sub) in enumerate(table.header)
+                if top in metrics or (top == "" and sub != "Note")]
+        parts.append(Table(table.title, [table.header[i] for i in keep],
+                           [[row[i] for i in keep] for row in table.rows], table.classes, table.data))
+    return parts
+
+
+def table_notes(table: Table) -> str:
+    """The comparison table's notes as a list: strategy (status): note."""
+    names = [sub for _, sub in table.header]
+    if "Note" not in names:
+        return ""
+    at = {name: names.index(name) for name in ("Strategy", "Status", "Note")}
+    items = [f"<li>{escape(row[at['Strategy']])} ({escape(row[at['Status']])}): {escape(row[at['Note']])}</li>"
+             for row in table.rows if row[at["Note"]]]
+    return f"<ul class='note'>{''.join(items)}</ul>" if items else ""
+
+
+def _figure_html(path: Path, alt: str, caption: str = CAPTION) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure class="report-figure"><img src="data:image/png;base64,{data}" '
-            f'alt="{escape(alt)}" width="1080"><figcaption>{escape(alt)}. {escape(CAPTION)}'
+            f'alt="{escape(alt)}" width="1080"><figcaption>{escape(alt)}. {escape(caption)}'
             f"</figcaption></figure>")
 
 
@@ -83,21 +117,31 @@ _KIND_TEXT = {"epoch": "per epoch", "time": "against wall-clock time",
 
 def _group_html(rep: GroupReport, colours: dict[str, str]) -> str:
     group = rep.group
+    apart = any(cls != "completed" for cls in rep.table.classes)
     config = "".join(f"<tr><td class='text'>{escape(k)}</td><td class='text'>{escape(str(v))}</td></tr>"
                      for k, v in group.keys.items())
     parts = [f'<section class="group" id="{group.gid}"><h2>{escape(group.gid)}: {escape(group.title)}</h2>',
              f"<details><summary>Configuration shared by the {len(group.runs)} runs of this group"
              f"</summary><table class='config'>{config}</table></details>",
-             table_html(rep.table, colours, "comparison"),
+             *(table_html(part, colours, "comparison") for part in split_comparison(rep.table)),
+             table_notes(rep.table),
              "<p class='note'>Mean ± sample standard deviation over the completed runs (n) of "
-             "each strategy; Ratio = test ÷ train, computed per run, then averaged. Rows in "
-             "italics are runs that did not complete; they are shown alone, never averaged.</p>"]
+             "each strategy, and the median from three runs on; Ratio = test ÷ train, computed per "
+             "run, then averaged."
+             + (" Rows in italics are runs that did not complete or collapsed; they are shown alone, "
+                "never averaged." if apart else "") + "</p>"]
+    if rep.cost is not None and rep.cost.rows:
+        parts += ["<h3>Cost</h3>", table_html(rep.cost, colours, "cost"),
+                  "<p class='note'>Sample passes = samples scored (selection forwards) + samples trained, "
+                  "an auxiliary model's included; both ratios are run by run against the archetype twin, "
+                  "then averaged.</p>"]
+    caption = CAPTION if apart else CAPTION.split("; dotted:")[0] + "."
     for sub in rep.figures:
         if len(rep.figures) > 1:
             parts.append(f"<h3>{escape(sub.title)}</h3>")
         for fig in sub.figures:
             if "png" in fig.files:
-                parts.append(_figure_html(fig.files["png"], f"{sub.title}: {_KIND_TEXT[fig.kind]}"))
+                parts.append(_figure_html(fig.files["png"], f"{sub.title}: {_KIND_TEXT[fig.kind]}", caption))
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -40,6 +40,9 @@ def render_markdown(report: Report, path: Path) -> Path:
                    f"</summary>\n\n{shared}\n\n</details>\n\n{table_markdown(rep.table)}\n\n"
                    "Mean ± sample std over completed runs (n); Ratio = test ÷ train per run. "
                    "Runs that did not complete are listed on rows of their own.\n")
+        if rep.cost is not None and rep.cost.rows:
+            out.append(f"Cost:\n\n{table_markdown(rep.cost)}\n\nSample passes = samples scored + trained; "
+                       "ratios run by run against the archetype twin.\n")
         for sub in rep.figures:
             for fig in sub.figures:
                 if "png" in fig.files:
@@ -53,15 +56,18 @@ def render_markdown(report: Report, path: Path) -> Path:
 
 def write_csv(report: Report, out: Path) -> list[Path]:
     """comparison.csv (numbers behind every comparison table), runs.csv (every run, config
-    and final metrics), epochs.csv (every logged epoch of every run)."""
+    and final metrics), epochs.csv (every logged epoch of every run), cost.csv (the cost tables)."""
     frames = [rep.table.data.assign(group=rep.group.gid, group_title=rep.group.title)
               for rep in report.groups if not rep.table.data.empty]
     comparison = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not comparison.empty:
         first = ["group", "group_title"]
         comparison = comparison[first + [c for c in comparison.columns if c not in first]]
-    paths = [out / "comparison.csv", out / "runs.csv", out / "epochs.csv"]
+    paths = [out / "comparison.csv", out / "runs.csv", out / "epochs.csv", out / "cost.csv"]
     comparison.to_csv(paths[0], index=False)
+    costs = [rep.cost.data.assign(group=rep.group.gid) for rep in report.groups
+             if rep.cost is not None and not rep.cost.data.empty]
+    (pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()).to_csv(paths[3], index=False)
     runs = report.runset.runs.assign(twin=[report.twins.get(r) for r in report.runset.runs.index])
     runs.to_csv(paths[1], index=False)
     report.runset.epochs.to_csv(paths[2], index=False)
