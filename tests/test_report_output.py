@@ -184,3 +184,16 @@ def test_worker_processes_draw_the_same_bytes(tmp_path, monkeypatch):
     for name in names:
         serial = (tmp_path / "serial" / "figures" / name).read_bytes()
         assert serial == (tmp_path / "parallel" / "figures" / name).read_bytes(), name
+
+
+def test_terminal_echo_fits_120_columns(tmp_path, capsys):
+    paths = generate_runs(tmp_path / "runs", variants=VARIANTS, seeds=(0, 1, 2), epochs=3,
+                          generator=torch.Generator().manual_seed(7))
+    make_incomplete(paths[3], keep_epochs=1)
+    assert cli_report(tmp_path / "runs", tmp_path / "out", "csv", progress=False) == 0
+    printed = capsys.readouterr().out
+    table_lines = [line for line in printed.splitlines() if line.startswith("|")]
+    assert table_lines and max(len(line) for line in table_lines) <= 120
+    for title in ("Accuracy", "Mean loss", "Q=0.9 loss", "Worst loss"):
+        assert f"\n{title}\n" in printed
+    assert (tmp_path / "out" / "cost.csv").stat().st_size > 50

@@ -187,11 +187,11 @@ def render_html(report: Report, path: Path) -> Path:
         f"<header><h1>ASSIST report</h1><p>Runs directory <code>{escape(str(runset.root))}</code>: "
         f"{len(runset)} runs ({escape(summary)}) in {len(report.groups)} group(s); "
         f"generated {stamp}.</p></header>",
-        f"<nav><h2>Contents</h2><ul>{toc}<li><a href='#appendix'>Appendix II: all runs</a></li>"
+        f"<nav><h2>Contents</h2><ul>{toc}<li><a href='#appendix'>All runs: parameters and final values</a></li>"
         "<li><a href='#configs'>Run configurations</a></li><li><a href='#problems'>Problems</a></li></ul></nav>",
         _problems_html(report),
         *(_group_html(g, report.colours) for g in report.groups),
-        "<section id='appendix'><h2>Appendix II: all runs</h2>",
+        "<section id='appendix'><h2>All runs: parameters and final values (the thesis's Appendix II)</h2>",
         table_html(report.appendix, report.colours, "appendix"), "</section>",
         f"<section id='configs'><h2>Run configurations</h2>{configs}</section>",
     ]

@@ -221,4 +221,4 @@ def appendix_table(runset: RunSet, groups: list[Group], twins: Optional[dict] = 
                             "epochs_completed": meta["epochs_completed"], "epochs_planned": planned,
                             "wall_clock_s": meta["wall_clock_s"],
                             **dict(zip(facts.columns, values.tolist())), "twin": twin})
-    return Table("Appendix II: all runs", header, rows, classes, pd.DataFrame.from_records(records))
+    return Table("All runs: parameters and final values (the thesis's Appendix II)", header, rows, classes, pd.DataFrame.from_records(records))

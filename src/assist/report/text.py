@@ -8,7 +8,7 @@ import pandas as pd
 
 from assist.report.build import Report
 from assist.report.figures import CAPTION
-from assist.report.tables import Table
+from assist.report.tables import TABLE_METRICS, Table
 
 
 def table_markdown(table: Table) -> str:
@@ -49,7 +49,7 @@ def render_markdown(report: Report, path: Path) -> Path:
                     rel = fig.files["png"].relative_to(path.parent).as_posix()
                     out.append(f"![{sub.title}: {fig.kind}]({rel})\n")
         out.append(f"_{CAPTION}_\n")
-    out.append(f"## Appendix II: all runs\n\n{table_markdown(report.appendix)}\n")
+    out.append(f"## All runs: parameters and final values (the thesis's Appendix II)\n\n{table_markdown(report.appendix)}\n")
     path.write_text("\n".join(out), encoding="utf-8")
     return path
 
@@ -74,10 +74,32 @@ def write_csv(report: Report, out: Path) -> list[Path]:
     return paths
 
 
-def terminal_tables(report: Report, limit: int = 10) -> str:
-    """The comparison tables as the terminal shows them (markdown, first ``limit`` groups)."""
-    chunks = [f"## {rep.group.gid}: {rep.group.title}\n{table_markdown(rep.table)}"
-              for rep in report.groups[:limit]]
+def terminal_tables(report: Report, limit: int = 10, width: int = 120) -> str:
+    """The comparison tables as the terminal shows them: per group one small table per metric
+    (train, test, ratio; no medians), so that a line stays within ``width`` columns; the full
+    tables are in the report's files. The first ``limit`` groups."""
+    chunks = []
+    for rep in report.groups[:limit]:
+        parts = [f"## {rep.group.gid}: {rep.group.title}"]
+        names = [sub for _, sub in rep.table.header]
+        ids = [i for i, (top, sub) in enumerate(rep.table.header) if top == "" and sub != "Note"]
+        for title, _ in TABLE_METRICS:
+            columns = ids + [i for i, (top, _) in enumerate(rep.table.header) if top == title]
+            header = [(rep.table.header[i][0], rep.table.header[i][1]) for i in columns]
+            rows = [[_short(row[i], width // 4) if names[i] == "Strategy" else row[i].split(" (med ")[0]
+                     for i in columns] for row in rep.table.rows]
+            parts.append(f"{title}\n" + table_markdown(Table(title, header, rows, rep.table.classes, rep.table.data)))
+        if "Note" in names:
+            at = {name: names.index(name) for name in ("Strategy", "Status", "Note")}
+            notes = [f"- {row[at['Strategy']]} ({row[at['Status']]}): {row[at['Note']]}"
+                     for row in rep.table.rows if row[at["Note"]]]
+            if notes:
+                parts.append("Notes\n" + "\n".join(notes))
+        chunks.append("\n\n".join(parts))
     if len(report.groups) > limit:
         chunks.append(f"... and {len(report.groups) - limit} more group(s) in the report")
     return "\n\n".join(chunks)
+
+
+def _short(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most - 1] + "…"
