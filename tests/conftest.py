@@ -37,6 +37,19 @@ def make_toy_dataset(n_train: int = 192, n_test: int = 64, classes: int = 4, siz
                         classes, mean, std, tuple(str(c) for c in range(classes)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_dir(tmp_path_factory):
+    """Caches (decoded image folders, RHO-LOSS losses) go to a directory of this test session,
+    never the user's cache and never the (read-only) data directory; subprocesses inherit it."""
+    before = os.environ.get("ASSIST_CACHE_DIR")
+    os.environ["ASSIST_CACHE_DIR"] = str(tmp_path_factory.mktemp("assist-cache"))
+    yield Path(os.environ["ASSIST_CACHE_DIR"])
+    if before is None:
+        os.environ.pop("ASSIST_CACHE_DIR", None)
+    else:
+        os.environ["ASSIST_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def toy_data() -> ImageDataset:
     return make_toy_dataset()

@@ -22,7 +22,9 @@ CLASSES = ("cat", "ant", "dog")  # written unsorted on purpose
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("ASSIST_CACHE_DIR", str(cache))
+    return cache
 
 
 def make_tree(root: Path, mode: str = "RGB", size: tuple[int, int] = (5, 6), counts=(("train", 3), ("test", 2)),
@@ -216,12 +218,12 @@ def _refuse_to_decode(monkeypatch):
 
 
 @pytest.mark.parametrize("as_archive", [False, True])
-def test_cache_is_reused_until_the_source_changes(tmp_path, monkeypatch, as_archive):
+def test_cache_is_reused_until_the_source_changes(tmp_path, monkeypatch, as_archive, _private_cache):
     root = tmp_path / "set"
     make_tree(root)
     source = tar_tree(root, tmp_path / "set.tgz") if as_archive else root
     first = load_dataset(f"folder:{source}", data_dir=tmp_path / "data")
-    assert len(list((tmp_path / "data" / "cache").glob("folder-*.pt"))) == 1
+    assert len(list(_private_cache.glob("folder-*.pt"))) == 1
     _refuse_to_decode(monkeypatch)
     again = load_dataset(f"folder:{source}", data_dir=tmp_path / "data")
     assert torch.equal(again.train_images, first.train_images) and again.classes == first.classes
@@ -235,22 +237,23 @@ def test_cache_is_reused_until_the_source_changes(tmp_path, monkeypatch, as_arch
         load_dataset(f"folder:{source}", data_dir=tmp_path / "data")
 
 
-def test_unwritable_data_dir_caches_in_the_user_cache(tmp_path, monkeypatch):
-    root = tmp_path / "set"
-    make_tree(root)
+def test_nothing_is_written_into_the_data_directory(tmp_path, monkeypatch):
+    """The data may be read-only or shared: the cache is the user's (or ASSIST_CACHE_DIR)."""
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "cache").write_text("a file where the cache folder would go")
+    make_tree(data_dir / "set")
+    before = sorted(p.relative_to(data_dir) for p in data_dir.rglob("*"))
+    monkeypatch.delenv("ASSIST_CACHE_DIR")
     xdg = tmp_path / "xdg"
     monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    load_dataset(f"folder:{root}", data_dir=data_dir)
+    load_dataset("folder:set", data_dir=data_dir)
+    assert sorted(p.relative_to(data_dir) for p in data_dir.rglob("*")) == before
     assert len(list((xdg / "assist" / "cache").glob("folder-*.pt"))) == 1
 
 
-def test_a_damaged_cache_is_rebuilt(tmp_path):
+def test_a_damaged_cache_is_rebuilt(tmp_path, _private_cache):
     written = make_tree(tmp_path / "set")
     load_dataset(f"folder:{tmp_path / 'set'}", data_dir=tmp_path / "data")
-    (cached,) = (tmp_path / "data" / "cache").glob("folder-*.pt")
+    (cached,) = _private_cache.glob("folder-*.pt")
     cached.write_bytes(b"damaged")
     with pytest.warns(UserWarning, match="ignoring unreadable cache"):
         check(load_dataset(f"folder:{tmp_path / 'set'}", data_dir=tmp_path / "data"), written)

@@ -164,7 +164,8 @@ def test_stale_selective_backprop_skips_scoring_between_refreshes(toy_data, tmp_
     assert fresh[0]["samples_trained"] == 192 > fresh[1]["samples_trained"]
 
 
-def test_rho_loss_never_trains_on_its_holdout_and_caches_the_il_model(toy_data, tmp_path):
+def test_rho_loss_never_trains_on_its_holdout_and_caches_the_il_model(toy_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSIST_CACHE_DIR", str(tmp_path / "cache"))
     trained = []
 
     class Watch(Callback):
@@ -205,7 +206,8 @@ def test_cli_style_override_reaches_the_strategy(tmp_path):
         build_strategy(make_config(apply_overrides({"strategy": "infobatch"}, ["strategy_options.ratio=2"])))
 
 
-def test_rho_loss_retrains_over_an_unreadable_cache(toy_data, tmp_path):
+def test_rho_loss_retrains_over_an_unreadable_cache(toy_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSIST_CACHE_DIR", str(tmp_path / "cache"))
     config = config_for("rho_loss", {"il_epochs": 2}, tmp_path, epochs=1)
     first = Trainer(config, toy_data)
     first.fit()

@@ -63,7 +63,7 @@ def selector_loop(values: dict, data, epochs: int) -> tuple[torch.nn.Module, lis
 
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_trainer_and_selector_loop_agree(name, toy_data, tmp_path, monkeypatch):
-    monkeypatch.setenv("ASSIST_DATA_DIR", str(tmp_path))  # RHO-LOSS's reference-model cache
+    monkeypatch.setenv("ASSIST_CACHE_DIR", str(tmp_path))  # RHO-LOSS's reference-model cache
     # fcnet100 is also the model name a Selector assumes (RHO-LOSS's reference model is one)
     values = {"strategy": name, "epochs": 3, "batch_size": 16, "rng_seed": 5, "data_augmentation": False,
               "model": "fcnet100", "learning_rate": 0.05}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -26,7 +25,7 @@ from assist.data.archives import Parts, archive_kind, iter_archive
 from assist.data.base import DataError, ImageDataset, channel_stats
 from assist.data.download import file_digest
 from assist.data.images import Source, decode_all
-from assist.data.paths import cache_dir
+from assist.data.paths import cache_dir, write_cache
 
 log = logging.getLogger(__name__)
 
@@ -123,19 +122,6 @@ def _read_cache(path: Path) -> dict | None:
         return None
 
 
-def _write_cache(path: Path, content: dict) -> None:
-    try:
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.close(handle)
-        try:
-            torch.save(content, temp)
-            os.replace(temp, path)
-        finally:
-            Path(temp).unlink(missing_ok=True)
-    except OSError as exc:
-        warnings.warn(f"could not write cache {path}: {exc}", stacklevel=3)
-
-
 def _decode(layout: Layout, classes: list[str], where: str) -> dict:
     # Both splits in one call, so sizes and the channel count are decided over all images.
     items = [item for split in SPLITS for name in classes for item in layout[split][name]]
@@ -164,7 +150,7 @@ def load_folder(path_text: str, *, data_dir: Path, download: bool = False) -> Im
         files, dirs, key = {}, set(), file_digest(source, "sha256")
     else:
         raise DataError(f"{where}: neither a directory nor a zip/tar archive")
-    folder = cache_dir(Path(data_dir))
+    folder = cache_dir()
     cache_file = folder / f"folder-{key[:32]}-v{CACHE_VERSION}.pt" if folder is not None else None
     content = _read_cache(cache_file) if cache_file is not None else None
     if content is None:
@@ -180,7 +166,7 @@ def load_folder(path_text: str, *, data_dir: Path, download: bool = False) -> Im
         log.info("decoded %d images from %s in %.1f s", len(content["train_labels"]) + len(content["test_labels"]),
                  where, time.perf_counter() - started)
         if cache_file is not None:
-            _write_cache(cache_file, content)
+            write_cache(cache_file, content)
         else:
             warnings.warn(f"no writable cache directory; {where} will be decoded again next time", stacklevel=2)
     return ImageDataset(

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Any
+
+import torch
 
 DATA_DIR_ENV = "ASSIST_DATA_DIR"
+CACHE_DIR_ENV = "ASSIST_CACHE_DIR"
 
 
 def user_cache_root() -> Path:
@@ -39,10 +44,26 @@ def _writable_dir(path: Path) -> bool:
     return True
 
 
-def cache_dir(data_dir: Path) -> Path | None:
-    """A writable directory for decoded arrays: ``<data_dir>/cache``, else the user cache
-    (the data directory may be read-only, e.g. a shared copy); None if neither is writable."""
-    for candidate in (data_dir / "cache", user_cache_root() / "cache"):
-        if _writable_dir(candidate):
-            return candidate
-    return None
+def cache_dir() -> Path | None:
+    """The writable directory for caches (decoded image folders, RHO-LOSS's reference-model
+    losses): ``$ASSIST_CACHE_DIR``, else ``<user cache>/cache``; None if it cannot be written.
+    Never inside a data directory: data often sits on a read-only or shared file system, and
+    entries are keyed by content, so one cache serves every copy of the data."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    candidate = Path(env).expanduser() if env else user_cache_root() / "cache"
+    return candidate if _writable_dir(candidate) else None
+
+
+def write_cache(path: Path, content: Any) -> None:
+    """Save ``content`` to ``path`` atomically (a temporary file of its own, then a rename), so
+    concurrent writers and readers never see half a file; a failure is a warning, not an error."""
+    try:
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        os.close(handle)
+        try:
+            torch.save(content, temp)
+            os.replace(temp, path)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+    except OSError as exc:
+        warnings.warn(f"could not write cache {path}: {exc}", stacklevel=3)

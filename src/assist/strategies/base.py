@@ -89,12 +89,11 @@ class RunSetup:
     model: str
     device: str
     eval_batch_size: int
-    data_dir: Optional[str]
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> "RunSetup":
         return cls(config.batch_size, config.epochs, config.rng_seed, config.model, config.device,
-                   config.eval_batch_size, config.data_dir)
+                   config.eval_batch_size)
 
 
 @dataclass(frozen=True)

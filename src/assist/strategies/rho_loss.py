@@ -10,7 +10,7 @@ every training sample is computed once. Each step scores a raw batch of
 samples of highest ``loss - irreducible_loss``.
 
 The IL losses are cached per data set (content fingerprint), seed, holdout fraction and IL
-config under the data cache directory, so twins and repeated runs do not retrain the IL
+config in the cache directory (``$ASSIST_CACHE_DIR``, never the data directory), so twins and repeated runs do not retrain the IL
 model. The IL model's cost (samples trained and scored, seconds) is recorded in the metrics
 row of the epoch that prepared it (``rho_il_*``), including when it came from the cache.
 """
@@ -84,9 +84,9 @@ def cache_key(data, options: RhoLossOptions, setup: RunSetup) -> str:
 
 
 def cache_path(data, options: RhoLossOptions, setup: RunSetup) -> Optional[Path]:
-    from assist.data.paths import cache_dir, resolve_data_dir
+    from assist.data.paths import cache_dir
 
-    root = cache_dir(resolve_data_dir(setup.data_dir))
+    root = cache_dir()
     if root is None:
         return None
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in data.name)
@@ -136,10 +136,10 @@ class RhoLoss(Strategy):
                       "cost": {"samples_trained": reference.samples_trained,
                                "samples_scored": reference.samples_scored, "seconds": reference.seconds}}
             if path is not None:
+                from assist.data.paths import write_cache
+
                 path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_suffix(".tmp")
-                torch.save(result, partial)
-                partial.replace(path)  # atomic: a concurrent reader never sees half a file
+                write_cache(path, result)  # atomic, safe with concurrent writers
         self.irreducible, self.holdout = result["irreducible"], result["holdout"]
         self.il_cost = dict(result["cost"])
         self.report_il = True
