@@ -148,7 +148,7 @@ class TrainConfig(BaseModel):
         if self.min_learning_rate >= self.learning_rate:
             raise ValueError(f"min_learning_rate={self.min_learning_rate:g} must be below learning_rate")
         onecycle = ("onecycle_start_factor", "onecycle_end_factor", "onecycle_peak_at")
-        changed = [k for k in onecycle if getattr(self, k) != type(self).model_fields[k].default]
+        changed = [k for k in onecycle if getattr(self, k) != config_default(k)]
         if changed and kind != "onecycle":
             raise ValueError(f"{', '.join(changed)} have no effect without lr_scheduler=onecycle")
         return self

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Union
 
 from assist.config import THESIS_FLAGS, ConfigError, TrainConfig, config_default, make_config
-from assist.strategies import STRATEGIES, build_strategy, strategy_keys
+from assist.strategies import STRATEGIES, strategy_keys
+from assist.strategies.params import strategy_params
 
 ConfigLike = Union[TrainConfig, Mapping[str, Any]]
 
@@ -43,7 +44,8 @@ def validate_run(config: ConfigLike) -> TrainConfig:
     if config.strategy not in STRATEGIES:
         raise ConfigError(f"strategy: unknown strategy {config.strategy!r}; available: "
                           f"{', '.join(STRATEGIES.names())}, and the presets {', '.join(PRESETS)}")
-    build_strategy(config)  # the strategy's schema: bad values and idle keys
+    name = config.strategy
+    strategy_params(config, STRATEGIES.resolve(name).Params, name)  # the strategy's schema: bad values, idle keys
     _check_names(config)
     check_device(config.device)
     return config

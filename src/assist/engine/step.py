@@ -27,7 +27,8 @@ from assist.engine.accumulate import BatchAccumulator, Chunk, concat
 from assist.events import Event
 from assist.models import features_and_logits
 from assist.selection import uniform_random
-from assist.strategies.base import RawBatch, ReferenceResult, ReferenceSpec, Scores, Strategy, StrategyContext
+from assist.strategies.base import (LoopNeeds, RawBatch, ReferenceResult, ReferenceSpec, Scores, Strategy,
+                                    StrategyContext)
 
 #: ``fetch(indices) -> (x, y)``: model-ready inputs and labels of data-set indices, on the model's device
 Fetch = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -47,11 +48,13 @@ class EpochCounters:
     offered: int = 0
     accepted: int = 0
     overflow_discarded: int = 0
-    # Figure 6 (docs/thesis.md): per accumulated batch completed this epoch, the raw batches it
-    # consumed (counted across epoch boundaries) and the accepted samples it discarded
-    batch_raw_batches: list[int] = field(default_factory=list)
-    batch_overflow: list[int] = field(default_factory=list)
-    raw_sizes: list[int] = field(default_factory=list)
+    # Figure 6 (docs/thesis.md): accumulated batches completed this epoch, and the raw batches
+    # they consumed (counted across epoch boundaries), in all and at most
+    accumulated_batches: int = 0
+    batch_raw_batches_sum: int = 0
+    batch_raw_batches_max: int = 0
+    raw_size_min: Optional[int] = None
+    raw_size_max: Optional[int] = None
 
 
 @dataclass
@@ -69,9 +72,12 @@ def figure6(c: EpochCounters, open_raw_batches: int) -> dict[str, Any]:
     raw batches per accumulated batch, over the batches completed in the epoch; in an epoch
     that completed none, the raw batches the open batch has consumed so far (a lower bound,
     so the epochs Figure 6a is about are not blank); and the overflow per batch."""
-    counts = c.batch_raw_batches or [open_raw_batches]
-    return {"raw_batches_per_batch_mean": sum(counts) / len(counts), "raw_batches_per_batch_max": max(counts),
-            "overflow_per_batch": (sum(c.batch_overflow) / len(c.batch_overflow)) if c.batch_overflow else None}
+    if not c.accumulated_batches:
+        return {"raw_batches_per_batch_mean": open_raw_batches, "raw_batches_per_batch_max": open_raw_batches,
+                "overflow_per_batch": None}
+    return {"raw_batches_per_batch_mean": c.batch_raw_batches_sum / c.accumulated_batches,
+            "raw_batches_per_batch_max": c.batch_raw_batches_max,
+            "overflow_per_batch": c.overflow_discarded / c.accumulated_batches}
 
 
 class SelectionStep:
@@ -128,7 +134,7 @@ class SelectionStep:
         batch = RawBatch(indices=indices, x=x, y=y)
         scores = None
         if needs.scores:
-            scores = self.score(x, y)
+            scores = self.score(x, y, needs)
             self.emit(Event.BATCH_SCORED, batch=batch, scores=scores)
         selection = self.strategy.select(batch, scores, self.context)
         self.emit(Event.BATCH_SELECTED, batch=batch, selection=selection)
@@ -137,7 +143,8 @@ class SelectionStep:
         c.raw_batches += 1
         c.offered += len(batch)
         c.accepted += len(selection)
-        c.raw_sizes.append(len(batch))
+        c.raw_size_min = len(batch) if c.raw_size_min is None else min(c.raw_size_min, len(batch))
+        c.raw_size_max = len(batch) if c.raw_size_max is None else max(c.raw_size_max, len(batch))
         chunk = Chunk(x[keep], y[keep], indices[keep.cpu()], selection.weights)
         if not needs.accumulate:
             if needs.filters:  # what a starved epoch already trained (see close_epoch)
@@ -149,8 +156,9 @@ class SelectionStep:
         while self.accumulator.ready():
             filled, discarded = self.accumulator.pop()
             c.overflow_discarded += discarded
-            c.batch_raw_batches.append(self.open_raw_batches)
-            c.batch_overflow.append(discarded)
+            c.accumulated_batches += 1
+            c.batch_raw_batches_sum += self.open_raw_batches
+            c.batch_raw_batches_max = max(c.batch_raw_batches_max, self.open_raw_batches)
             self.open_raw_batches = 0   # a second batch of the same raw batch consumed no new one
             ready.append(filled)
         return ready
@@ -196,14 +204,14 @@ class SelectionStep:
 
     # ------------------------------------------------------------------ scoring forwards
     @torch.no_grad()
-    def score(self, x: torch.Tensor, y: torch.Tensor) -> Scores:
+    def score(self, x: torch.Tensor, y: torch.Tensor, needs: Optional[LoopNeeds] = None) -> Scores:
         """No-grad forward in eval mode (``scoring_mode=train`` keeps train mode); the model's
-        own mode is restored afterwards."""
+        own mode is restored afterwards. ``needs``: the strategy's, when the caller has them."""
         model = self.model
         if model is None:
             raise ValueError(f"strategy {self.strategy.name!r} scores samples with the model, "
                              f"but none was given{self.model_hint}")
-        needs = self.strategy.needs()
+        needs = needs or self.strategy.needs()
         was_training = model.training
         model.train(needs.scoring_mode == "train")
         features = None
@@ -241,9 +249,8 @@ class SelectionStep:
             "raw_batches": c.raw_batches, "accepted": c.accepted,
             "acceptance_ratio": c.accepted / c.offered if c.offered else None,
             "trained_share": c.samples_trained / c.samples_scored if c.samples_scored else None,
-            "raw_batch_size_mean": sum(c.raw_sizes) / len(c.raw_sizes) if c.raw_sizes else None,
-            "raw_batch_size_min": min(c.raw_sizes, default=None),
-            "raw_batch_size_max": max(c.raw_sizes, default=None),
+            "raw_batch_size_mean": c.offered / c.raw_batches if c.raw_batches else None,
+            "raw_batch_size_min": c.raw_size_min, "raw_batch_size_max": c.raw_size_max,
             "raw_batches_per_step": (c.raw_batches / c.steps if c.steps else None) if accumulate else None,
             "overflow_discarded": c.overflow_discarded if accumulate else None,
             "buffered": self.accumulator.size if accumulate else None,

@@ -3,7 +3,8 @@
 Per strategy variant, over its completed runs: optimizer steps, samples scored (no-grad
 selection forwards) and trained (forward + backward), and, run by run against its archetype
 twin, the sample passes (scored + trained, RHO-LOSS's reference model included) and the
-training time as ratios, then averaged. Runs without a completed twin have no ratio.
+training time as ratios, then averaged (``assist compare``'s cost rule: a cached reference
+model's recorded time is added). Runs without a completed twin have no ratio.
 """
 
 from __future__ import annotations
@@ -18,23 +19,18 @@ from assist.report.grouping import Group, find_twins
 from assist.report.keys import label_order
 from assist.report.loading import RunSet
 from assist.report.tables import Table, fmt, fmt_mean_std
-
-AUX = ("rho_il_samples_trained", "rho_il_samples_scored")
-
+from assist.tables import run_cost
 
 def run_costs(runset: RunSet) -> pd.DataFrame:
-    """Per run: steps, scored, trained, passes (auxiliary models included) and training seconds."""
-    runs, epochs = runset.runs, runset.epochs
-    number = lambda column: pd.to_numeric(runs.get(column), errors="coerce") if column in runs else \
-        pd.Series(np.nan, index=runs.index)
-    aux = pd.Series(0.0, index=runs.index)
-    for column in AUX:
-        if column in epochs:
-            aux = aux.add(pd.to_numeric(epochs[column], errors="coerce").groupby(epochs["run"]).sum(), fill_value=0.0)
-    scored, trained = number("final_cum_samples_scored").fillna(0), number("final_cum_samples_trained")
-    return pd.DataFrame({"steps": number("final_total_steps"), "scored": scored, "trained": trained,
-                         "passes": scored + trained + aux.reindex(runs.index).fillna(0.0),
-                         "time_s": number("final_train_time_s")}, index=runs.index)
+    """Per run: steps, samples scored and trained, sample passes and training seconds, counted
+    from its epochs as ``assist compare`` counts them (``assist.tables.run_cost``)."""
+    records = {}
+    epochs = runset.epochs.astype(object).where(runset.epochs.notna(), None)
+    for run, frame in epochs.groupby("run", sort=False):
+        rows = frame.to_dict("records")
+        records[run] = run_cost(rows, float(rows[-1].get("train_time_s") or 0.0))
+    columns = ["steps", "scored", "trained", "aux_passes", "passes", "time_s"]
+    return pd.DataFrame.from_dict(records, orient="index", columns=columns).reindex(runset.runs.index).astype(float)
 
 
 def cost_table(runset: RunSet, group: Group, twins: Optional[dict] = None,

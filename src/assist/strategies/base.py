@@ -163,10 +163,6 @@ class Strategy:
         """Size of the next raw batch; the loop asks before each one."""
         return self.setup.batch_size
 
-    @property
-    def scoring_mode(self) -> str:
-        return getattr(self.params, "scoring_mode", "eval")
-
     # -- decisions
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         return torch.randperm(ctx.num_samples, generator=ctx.shuffle_generator)
