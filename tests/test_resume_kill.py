@@ -141,7 +141,7 @@ def test_corrupt_checkpoint_falls_back_and_config_and_restart_rules(tmp_path: Pa
     assert exit_info.value.code == 2
     assert "holds an unfinished run with a different config" in capsys.readouterr().err
     # same config: resumes from the previous (epoch 2) checkpoint, with a warning
-    with pytest.warns(UserWarning, match="unreadable.*falling back"):
+    with pytest.warns(UserWarning, match="epoch-00003.pt is not usable .checksum mismatch.*trying the previous one"):
         train(config, out=run)
     assert "resume from epoch 2" in (run / "train.log").read_text()
     assert_same_run(run, reference)

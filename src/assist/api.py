@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional, Union
 from assist.config import TrainConfig, identity_dump
 from assist.data.base import DataError, ImageDataset
 from assist.engine.callbacks import RunRecorder
-from assist.engine.checkpoint import Checkpointer, load_latest_checkpoint
+from assist.engine.checkpoint import Checkpointer, resume_trainer
 from assist.events import Callback
 from assist.engine.trainer import Trainer, TrainState
 from assist.models import build_model
@@ -76,24 +76,31 @@ def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bo
     data = data if data is not None else load_data(config)
     model = build_model(config, data)  # checks that the model takes the data's images
     strategy = build_strategy(config)
-    store, checkpoint, recorders = None, None, []
     trackers = tracker_callbacks(config.trackers, out)  # packages checked before the directory is touched
-    if out is not None:
-        store = RunStore(out)
-        resolved = config.model_dump(mode="json")
-        if store.exists and not restart:
-            store.check_resumable(resolved)
-            checkpoint = load_latest_checkpoint(store.path / "checkpoints")
-            store.rewrite_metrics(checkpoint["state"]["history"] if checkpoint else [])
-            store.log("resume from " + (f"epoch {checkpoint['state']['epoch']}" if checkpoint else "the start"))
+    if out is None:
+        trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=list(callbacks))
+        return RunResult(config=config, state=trainer.fit(), summary=trainer.summary(), path=None)
+    store = RunStore(out)
+    store.check_usable(restart=restart)  # refuse a directory ASSIST did not write before touching it
+    lock = store.lock()  # held until the run ends: a second process on this directory stops here
+    try:
+        resume = store.exists and not restart
+        if resume:
+            store.check_resumable(config.model_dump(mode="json"))
         else:
-            store.create(resolved, restart=restart)
+            store.create(config.model_dump(mode="json"), restart=restart)
         recorders = [RunRecorder(store), Checkpointer(store.path / "checkpoints", config.checkpoint_every), *trackers]
-    trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=[*recorders, *callbacks])
-    if checkpoint is not None:
-        trainer.load_state_dict(checkpoint)
-    state = trainer.fit()
-    return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path if store else None)
+        trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=[*recorders, *callbacks])
+        if resume:
+            epoch = resume_trainer(trainer, store.path / "checkpoints")
+            store.rewrite_metrics(trainer.state.history if epoch else [])
+            if not store.marked:
+                store.mark()  # a run from before the marker existed: adopt it
+            store.log(f"resume from epoch {epoch}" if epoch else "resume from the start")
+        state = trainer.fit()
+    finally:
+        lock.release()
+    return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path)
 
 
 def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[str, Path, None] = None,

@@ -129,6 +129,7 @@ _attach_optional_commands()
 
 def main(argv: Optional[list[str]] = None) -> None:
     from assist.data.base import DataError
+    from assist.files import StorageError
     from assist.tracking import RunDirError
 
     try:
@@ -139,6 +140,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
+    except StorageError as error:  # disk full, quota, read-only: the last good state is kept
+        if os.environ.get("ASSIST_DEBUG"):
+            raise
+        click.echo(f"assist: error: {error}", err=True)
+        sys.exit(1)
     except (DataError, RunDirError, *USER_ERRORS) as error:
         if os.environ.get("ASSIST_DEBUG"):
             raise

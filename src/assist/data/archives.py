@@ -1,25 +1,100 @@
-"""Reading and extracting zip/tar archives without trusting their member names.
+"""Reading and extracting zip/tar archives without trusting their member names or sizes.
 
 Every member is checked before anything is read or written: absolute paths, ``..``
 components, symbolic and hard links, devices and FIFOs are rejected with a DataError naming
-the member. Only regular files and directories are ever produced.
+the member. Only regular files and directories are ever produced. Archive bombs are refused
+by :class:`ArchiveLimits` (member count, total size, expansion ratio), checked on the
+declared sizes before reading and on the bytes actually read while reading.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 import shutil
 import stat
 import tarfile
 import tempfile
 import zipfile
+from zlib import error as zlib_error
 from pathlib import Path
 from typing import Iterator
 
 from assist.data.base import DataError
+from assist.files import is_storage_error, storage_error
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _env_number(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip().upper().removesuffix("B").removesuffix("I")
+    if not raw:
+        return default
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)", raw)
+    if not match:
+        raise DataError(f"{name}={os.environ[name]!r} is not a number (a size may end in K, M, G or T)")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How far an archive may expand. The defaults fit ImageNet-scale folders (1.3 M files,
+    ~150 GB, photos compress hardly at all) and stop bombs early: past ``ratio_floor`` bytes
+    the content may be at most ``max_ratio`` times the archive's size on disk. Each is set
+    by an environment variable (``ASSIST_ARCHIVE_MAX_MEMBERS``, ``ASSIST_ARCHIVE_MAX_BYTES``,
+    ``ASSIST_ARCHIVE_MAX_RATIO``); see docs/reliability.md."""
+
+    max_members: int = 10_000_000
+    max_bytes: int = 2**40
+    max_ratio: int = 100
+    ratio_floor: int = 64 * 2**20
+
+    @classmethod
+    def from_env(cls) -> "ArchiveLimits":
+        return cls(max_members=_env_number("ASSIST_ARCHIVE_MAX_MEMBERS", cls.max_members),
+                   max_bytes=_env_number("ASSIST_ARCHIVE_MAX_BYTES", cls.max_bytes),
+                   max_ratio=_env_number("ASSIST_ARCHIVE_MAX_RATIO", cls.max_ratio))
+
+
+class _Budget:
+    """Counts members and bytes of one archive against its limits."""
+
+    def __init__(self, path: Path, limits: ArchiveLimits) -> None:
+        self.path, self.limits = path, limits
+        self.size_on_disk = max(path.stat().st_size, 1)
+        self.members = 0
+        self.bytes = 0
+
+    def add(self, members: int = 0, size: int = 0) -> None:
+        self.members += members
+        self.bytes += size
+        limits = self.limits
+        if self.members > limits.max_members:
+            raise DataError(f"{self.path}: more than {limits.max_members:,} members "
+                            "(limit ASSIST_ARCHIVE_MAX_MEMBERS); refusing a possible archive bomb")
+        if self.bytes > limits.max_bytes:
+            raise DataError(f"{self.path}: expands to more than {limits.max_bytes:,} bytes "
+                            "(limit ASSIST_ARCHIVE_MAX_BYTES); refusing a possible archive bomb")
+        if self.bytes > limits.ratio_floor and self.bytes > limits.max_ratio * self.size_on_disk:
+            raise DataError(f"{self.path}: expands more than {limits.max_ratio}x its size of "
+                            f"{self.size_on_disk:,} bytes (limit ASSIST_ARCHIVE_MAX_RATIO); "
+                            "refusing a possible archive bomb")
+
+
+def _read_counted(handle, budget: _Budget, declared: int) -> bytes:
+    """Read a member in pieces, charging every piece to the budget before keeping it."""
+    pieces, got = [], 0
+    while True:
+        piece = handle.read(1 << 20)
+        if not piece:
+            return b"".join(pieces)
+        got += len(piece)
+        budget.add(size=max(0, got - declared) if got > declared else 0)
+        pieces.append(piece)
 
 
 def archive_kind(path: Path) -> str | None:
@@ -61,10 +136,14 @@ def _tar_member_kind(member: tarfile.TarInfo) -> str | None:
 
 
 def _zip_member_kind(info: zipfile.ZipInfo) -> str | None:
-    mode = info.external_attr >> 16
+    """By the ZIP spec: the high 16 bits of the external attributes hold a Unix mode when the
+    member was made on Unix (``create_system`` 3). A mode whose file-type bits are set and
+    say anything but a regular file or directory (a link, a device, a FIFO) is refused; a mode
+    without file-type bits (Python's ``writestr`` writes bare permissions) is a plain file."""
     if info.is_dir():
         return "dir"
-    if mode and not stat.S_ISREG(mode):  # symlinks, devices, FIFOs carry their type here
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         return None
     return "file"
 
@@ -79,23 +158,30 @@ def _describe_tar(member: tarfile.TarInfo) -> str:
     return "not a regular file"
 
 
-def iter_archive(path: Path) -> Iterator[tuple[Parts, bytes | None]]:
+def iter_archive(path: Path, limits: ArchiveLimits | None = None) -> Iterator[tuple[Parts, bytes | None]]:
     """Yield ``(path parts, bytes)`` for files and ``(path parts, None)`` for directories.
 
     tar archives are read in one streaming pass (cheap for .tar.gz); a member is checked
-    before its bytes are read, so an unsafe member stops the read with a DataError.
+    before its bytes are read, so an unsafe member stops the read with a DataError, and so
+    does an archive that expands beyond ``limits`` (default: ``ArchiveLimits.from_env()``).
     """
     kind = archive_kind(path)
+    budget = _Budget(path, limits or ArchiveLimits.from_env())
     if kind == "zip":
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
+            budget.add(members=len(infos), size=sum(info.file_size for info in infos))  # as declared
             for info in infos:  # check all names before reading any data
                 safe_member_path(info.filename, path)
                 if _zip_member_kind(info) is None:
                     raise DataError(f"{path}: unsafe archive member {info.filename!r} (link or special file)")
             for info in infos:
                 rel = safe_member_path(info.filename, path)
-                yield rel, None if info.is_dir() else archive.read(info)
+                if info.is_dir():
+                    yield rel, None
+                    continue
+                with archive.open(info) as handle:  # charged beyond the declared size too
+                    yield rel, _read_counted(handle, budget, info.file_size)
     elif kind == "tar":
         try:
             with tarfile.open(path, "r:*") as archive:
@@ -104,12 +190,13 @@ def iter_archive(path: Path) -> Iterator[tuple[Parts, bytes | None]]:
                     member_kind = _tar_member_kind(member)
                     if member_kind is None:
                         raise DataError(f"{path}: unsafe archive member {member.name!r} ({_describe_tar(member)})")
+                    budget.add(members=1, size=member.size if member_kind == "file" else 0)
                     if member_kind == "dir":
                         yield rel, None
                     else:
                         handle = archive.extractfile(member)
-                        yield rel, handle.read() if handle is not None else b""
-        except (tarfile.TarError, EOFError, OSError) as exc:
+                        yield rel, _read_counted(handle, budget, member.size) if handle is not None else b""
+        except (tarfile.TarError, EOFError, OSError, zlib_error) as exc:
             raise DataError(f"{path}: cannot read tar archive: {exc}") from exc
     else:
         raise DataError(f"{path}: not a zip or tar archive")
@@ -130,7 +217,12 @@ def safe_extract(path: Path, dest: Path) -> list[Path]:
                 continue
             target = staging.joinpath(*rel)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            try:
+                target.write_bytes(data)
+            except OSError as error:
+                if is_storage_error(error):
+                    raise storage_error(error, dest.joinpath(*rel)) from None
+                raise
             written.append((target, dest.joinpath(*rel)))
         for staged, final in written:
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Sequence
 
 from assist.data.base import DataError
+from assist.files import StorageError, atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +50,19 @@ def verify_file(path: str | os.PathLike[str], *, md5: str | None = None, sha256:
 def _fetch(url: str, dest: Path, algorithm: str, want: str, timeout: float) -> None:
     """Stream ``url`` into a temporary file beside ``dest``; rename it into place if it checks."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    handle, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    temp = Path(temp_name)
-    try:
+    with atomic_open(dest) as out, urllib.request.urlopen(request, timeout=timeout) as response:
         digest = hashlib.new(algorithm)
         received = 0
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-                received += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        declared = response.headers.get("Content-Length")
+        for chunk in iter(lambda: response.read(CHUNK), b""):
+            digest.update(chunk)
+            out.write(chunk)
+            received += len(chunk)
         if declared is not None and declared.isdigit() and int(declared) != received:
             raise DataError(f"truncated: got {received} of {declared} bytes")
         got = digest.hexdigest()
         if got != want:
             raise DataError(f"{algorithm} checksum mismatch: got {got}, expected {want}")
-        os.replace(temp, dest)
-    finally:
-        temp.unlink(missing_ok=True)  # no-op after a successful rename
 
 
 def download_file(
@@ -100,6 +92,8 @@ def download_file(
             failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
         except urllib.error.URLError as exc:
             failures.append(f"{url}: {exc.reason}")
+        except StorageError:
+            raise  # a full disk is not the mirror's fault: trying the next URL would not help
         except (OSError, ValueError) as exc:  # timeouts, resets, malformed URLs
             failures.append(f"{url}: {exc}")
     raise DataError(f"could not download {dest.name}: " + "; ".join(failures or ["no URL given"]))

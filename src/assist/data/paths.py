@@ -55,15 +55,13 @@ def cache_dir() -> Path | None:
 
 
 def write_cache(path: Path, content: Any) -> None:
-    """Save ``content`` to ``path`` atomically (a temporary file of its own, then a rename), so
-    concurrent writers and readers never see half a file; a failure is a warning, not an error."""
+    """Save ``content`` to ``path`` atomically (``assist.files``), so concurrent writers and
+    readers never see half a file; a failure (a full disk included) is a warning, not an error:
+    the cache is only a cache."""
+    from assist.files import StorageError, atomic_open
+
     try:
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.close(handle)
-        try:
-            torch.save(content, temp)
-            os.replace(temp, path)
-        finally:
-            Path(temp).unlink(missing_ok=True)
-    except OSError as exc:
+        with atomic_open(path) as handle:
+            torch.save(content, handle)
+    except (OSError, StorageError, RuntimeError) as exc:
         warnings.warn(f"could not write cache {path}: {exc}", stacklevel=3)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from assist.tracking import RunStore
+from assist.tracking import RunDirError, RunStore
 
 LOCK_WAIT_S = 1.0  # a worker of a just-killed sweep may take a moment to release its lock
 
@@ -99,15 +98,18 @@ def run_task(task: RunTask, *, redirect: bool = True, lock_wait_s: float = LOCK_
     try:
         path = sweep.run_dir(task.run_id, task.name)
         store = RunStore(path)
-        summary = store.read_summary()
+        try:
+            summary = store.read_summary()
+        except RunDirError as error:
+            return Outcome(task.run_id, path.name, "broken", str(error))
         restart = False
         if summary is not None:
             if summary.get("status") == "completed" or not task.retry_failed:
                 return Outcome(task.run_id, path.name, "skipped", f"already {summary.get('status')}",
                                int(summary.get("epochs_completed") or 0))
             restart = True
-        elif path.exists() and not store.exists:
-            shutil.rmtree(path)  # killed while creating it: nothing worth keeping, and we hold the lock
+        elif store.marked and not store.exists:
+            store.clear()  # killed while creating it: nothing worth keeping, and we hold the lock
         log = sweep.log_path(path.name)
         context = redirect_output(log) if redirect else contextlib.nullcontext()
         with context:

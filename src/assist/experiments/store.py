@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from assist.experiments.locks import RunLock, lock_holder
-from assist.tracking import RunStore
-from assist.tracking.run_dir import atomic_write_text
+from assist.tracking import RunDirError, RunStore
+from assist.files import atomic_write
 
 MANIFEST = "sweep.json"
 
@@ -29,7 +29,7 @@ class RunState:
     run_id: str
     name: str
     path: Optional[Path]
-    state: str                        # done | collapsed | running | failed | incomplete | missing
+    state: str                        # done | collapsed | running | failed | incomplete | missing | broken
     reason: Optional[str] = None
     epochs_done: int = 0
     epochs: Optional[int] = None
@@ -75,7 +75,16 @@ class SweepDir:
         return existing if existing is not None else self.root / name
 
     def state(self, run_id: str, name: str, index: Optional[dict[str, Path]] = None) -> RunState:
+        """The run's state; a run directory whose files cannot be read is ``broken``, with the
+        file and the problem as its reason, and never stops the caller from seeing the others."""
         path = (index if index is not None else self.index()).get(run_id)
+        try:
+            return self._state(run_id, name, path)
+        except Exception as error:  # noqa: BLE001 - one bad run directory is reported, not fatal
+            return RunState(run_id, name if path is None else path.name, path, "broken",
+                            f"{error}" if isinstance(error, RunDirError) else f"{path}: {type(error).__name__}: {error}")
+
+    def _state(self, run_id: str, name: str, path: Optional[Path]) -> RunState:
         holder = lock_holder(self.root / ".locks" / f"{run_id}.lock")
         if path is None or not (path / RunStore.CONFIG).is_file():
             state = "running" if holder is not None else "missing"
@@ -106,7 +115,15 @@ class SweepDir:
         path = self.root / MANIFEST
         if not path.is_file():
             return {"runs": {}, "sweeps": []}
-        return json.loads(path.read_text())
+        try:
+            manifest = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RunDirError(f"{path}: unreadable sweep manifest ({error}); "
+                              "move it aside and rerun the sweep to rebuild it") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), dict):
+            raise RunDirError(f"{path}: not a sweep manifest; move it aside and rerun the sweep to rebuild it")
+        manifest.setdefault("sweeps", [])
+        return manifest
 
     def record(self, sweep_name: Optional[str], entries: dict[str, dict[str, Any]]) -> None:
         """Merge ``entries`` into the manifest (under a lock: several sweeps may share a directory)."""
@@ -118,7 +135,7 @@ class SweepDir:
             manifest["runs"].update(entries)
             if sweep_name and sweep_name not in manifest["sweeps"]:
                 manifest["sweeps"].append(sweep_name)
-            atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+            atomic_write(self.root / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         finally:
             lock.release()
 
@@ -134,8 +151,8 @@ class SweepDir:
 
 def count_states(states: list[RunState]) -> dict[str, int]:
     counts = {key: 0 for key in ("done", "collapsed", "running", "failed", "incomplete", "missing")}
-    for state in states:
-        counts[state.state] += 1
+    for state in states:  # "broken" (unreadable run directories) is counted only when there are some
+        counts[state.state] = counts.get(state.state, 0) + 1
     return counts
 
 

@@ -13,7 +13,7 @@ from assist.experiments.runner import Outcome, RunTask
 from assist.experiments.spec import EXECUTORS, SweepSpec, load_spec
 from assist.experiments.store import RunState, SweepDir, count_states
 
-PROBLEMS = ("failed", "error", "crashed")
+PROBLEMS = ("failed", "error", "crashed", "broken")
 
 
 @dataclass
@@ -135,6 +135,10 @@ def run_sweep(plan: SweepPlan, *, executor: str = "local", workers: Optional[int
     report = SweepReport(skipped=dict(Counter(s.state for s in states if s.run_id not in {t.run_id for t in tasks})))
     if report.skipped:
         echo("not started: " + ", ".join(f"{n} {k}" for k, n in sorted(report.skipped.items())))
+    for state in states:  # unreadable run directories: named, left as they are, the others run
+        if state.state == "broken":
+            report.outcomes.append(Outcome(state.run_id, state.name, "broken", state.reason))
+            echo(f"broken    {state.name}: {state.reason}")
     if not tasks:
         echo("nothing to run")
         return report

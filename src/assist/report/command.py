@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import click
+from assist.files import atomic_write
 
 FORMATS = ("html", "md", "csv")
 
@@ -55,7 +56,7 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
 
             beside = thesis_comparison(runset, thesis)
             path = target / f"thesis-{thesis}.md"
-            path.write_text(f"# {beside.title}\n\n{table_markdown(beside)}\n")
+            atomic_write(path, f"# {beside.title}\n\n{table_markdown(beside)}\n", durable=False)
             written.append(path)
     except ReportError as error:
         return _fail(str(error), error.exit_code)

@@ -21,6 +21,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullL
 from PIL import Image
 
 from assist.report.figures import LOSS, PANELS, FigureFiles, Line
+from assist.files import atomic_open
 
 
 def _x_axis(kind: str, lines: Sequence[Line]) -> tuple[str, float, str]:
@@ -207,7 +208,8 @@ def _render(lines, colours, kind, title, panels, stem, formats) -> Optional[Figu
             if fmt == "png":
                 _save_png(fig, path)
             else:
-                fig.savefig(path, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
+                with atomic_open(path, durable=False) as handle:
+                    fig.savefig(handle, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
             result.files[fmt] = path
     return result
 
@@ -217,4 +219,5 @@ def _save_png(fig: Figure, path: Path) -> None:
     (the HTML report embeds hundreds of them) and faster to compress."""
     fig.canvas.draw()
     rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
-    rgb.quantize(256, method=Image.Quantize.FASTOCTREE).save(path, format="PNG")
+    with atomic_open(path, durable=False) as handle:
+        rgb.quantize(256, method=Image.Quantize.FASTOCTREE).save(handle, format="PNG")

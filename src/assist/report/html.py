@@ -15,6 +15,7 @@ import yaml
 from assist.report.build import GroupReport, Report
 from assist.report.figures import CAPTION
 from assist.report.tables import Table
+from assist.files import atomic_write
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -199,5 +200,5 @@ def render_html(report: Report, path: Path) -> Path:
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>ASSIST report: {escape(runset.root.name)}</title><style>{CSS}</style></head>"
             "<body><main>" + "\n".join(body) + "</main></body></html>\n")
-    path.write_text(html, encoding="utf-8")
+    atomic_write(path, html, durable=False)
     return path

@@ -123,6 +123,9 @@ def _read_summary(path: Path, warnings: list[str]) -> Optional[dict[str, Any]]:
     if not isinstance(summary, dict):
         warnings.append(f"{path}: summary is not a JSON object; run treated as incomplete")
         return None
+    if not isinstance(summary.get("final", {}), (dict, type(None))):
+        warnings.append(f"{path}: summary's \"final\" is not a mapping; final values taken from the metrics")
+        summary = {k: v for k, v in summary.items() if k != "final"}
     return summary
 
 
@@ -212,6 +215,9 @@ def load_runs(runs_dir: str | os.PathLike, *, progress: Optional[bool] = None) -
             row, epochs, config = read_run(path, name, warnings)
         except _Skip as reason:
             skipped.append((str(path), str(reason)))
+            continue
+        except Exception as error:  # noqa: BLE001 - one malformed run must not take the report down
+            skipped.append((str(path), f"unreadable ({type(error).__name__}: {error})"))
             continue
         rows.append(row)
         epoch_rows.extend(epochs)

@@ -9,6 +9,7 @@ import pandas as pd
 from assist.report.build import Report
 from assist.report.figures import CAPTION
 from assist.report.tables import TABLE_METRICS, Table
+from assist.files import atomic_write
 
 
 def table_markdown(table: Table) -> str:
@@ -50,7 +51,7 @@ def render_markdown(report: Report, path: Path) -> Path:
                     out.append(f"![{sub.title}: {fig.kind}]({rel})\n")
         out.append(f"_{CAPTION}_\n")
     out.append(f"## All runs: parameters and final values (the thesis's Appendix II)\n\n{table_markdown(report.appendix)}\n")
-    path.write_text("\n".join(out), encoding="utf-8")
+    atomic_write(path, "\n".join(out), durable=False)
     return path
 
 
@@ -64,13 +65,13 @@ def write_csv(report: Report, out: Path) -> list[Path]:
         first = ["group", "group_title"]
         comparison = comparison[first + [c for c in comparison.columns if c not in first]]
     paths = [out / "comparison.csv", out / "runs.csv", out / "epochs.csv", out / "cost.csv"]
-    comparison.to_csv(paths[0], index=False)
+    atomic_write(paths[0], comparison.to_csv(index=False), durable=False)
     costs = [rep.cost.data.assign(group=rep.group.gid) for rep in report.groups
              if rep.cost is not None and not rep.cost.data.empty]
-    (pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()).to_csv(paths[3], index=False)
+    atomic_write(paths[3], (pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()).to_csv(index=False), durable=False)
     runs = report.runset.runs.assign(twin=[report.twins.get(r) for r in report.runset.runs.index])
-    runs.to_csv(paths[1], index=False)
-    report.runset.epochs.to_csv(paths[2], index=False)
+    atomic_write(paths[1], runs.to_csv(index=False), durable=False)
+    atomic_write(paths[2], report.runset.epochs.to_csv(index=False), durable=False)
     return paths
 
 

@@ -8,6 +8,8 @@ config.yaml was written, each epoch at ``start + wall_clock_s``.
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -67,13 +69,24 @@ def export_run(run_dir: str | Path, to: str, *, logdir: Optional[str | Path] = N
 @click.option("--logdir", type=click.Path(file_okay=False),
               help="TensorBoard: write under DIR/<run name> instead of RUN_DIR/tensorboard.")
 @click.option("--force", is_flag=True, help="TensorBoard: replace event files already there.")
-def export_command(run_dirs: Iterable[str], targets: tuple[str, ...], logdir: Optional[str], force: bool) -> None:
+def export_command(run_dirs: tuple[str, ...], targets: tuple[str, ...], logdir: Optional[str], force: bool) -> None:
     """Copy finished (or unfinished) runs into TensorBoard, W&B or MLflow.
 
     RUN_DIRS are run directories written by `assist train`; the tracker settings come from
     the usual environment (WANDB_MODE, WANDB_PROJECT, MLFLOW_TRACKING_URI, ...)."""
     for target in dict.fromkeys(targets):
         check_available(target)  # all packages checked before anything is written
+    bad = []
     for run_dir in run_dirs:
         for target in dict.fromkeys(targets):
-            click.echo(f"{run_dir} -> {export_run(run_dir, target, logdir=logdir, force=force)}")
+            try:
+                click.echo(f"{run_dir} -> {export_run(run_dir, target, logdir=logdir, force=force)}")
+            except (RunDirError, OSError) as error:  # one bad run is named; the others are exported
+                if len(run_dirs) == 1:
+                    raise
+                bad.append(run_dir)
+                click.echo(f"assist: error: {run_dir}: {error}", err=True)
+                break
+    if bad:
+        click.echo(f"assist: {len(bad)} of {len(run_dirs)} run directories not exported", err=True)
+        sys.exit(1)

@@ -1,17 +1,26 @@
-"""One directory per run: ``config.yaml``, ``metrics.jsonl`` (one line per epoch, flushed as
-it goes), ``summary.json`` when the run ends, ``train.log``, ``checkpoints/``."""
+"""One directory per run: ``assist-run.json`` (the marker: ASSIST wrote this directory),
+``config.yaml``, ``metrics.jsonl`` (one line per epoch, flushed as it goes), ``summary.json``
+when the run ends, ``train.log``, ``checkpoints/``. A lock file (``.assist.lock``) keeps two
+processes from training into one directory at once. See docs/reliability.md."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import yaml
+
+if TYPE_CHECKING:
+    from assist.experiments.locks import RunLock
+
+from assist.files import StorageError, append_line, atomic_write, remove_stale_parts
+
+FORMAT_VERSION = 1
+LEGACY_KEYS = {"dataset", "model", "epochs", "rng_seed"}  # what every run's config.yaml has held
 
 
 class RunDirError(ValueError):
@@ -24,20 +33,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 class RunStore:
     CONFIG = "config.yaml"
     METRICS = "metrics.jsonl"
     SUMMARY = "summary.json"
     LOG = "train.log"
+    MARKER = "assist-run.json"
+    LOCK = ".assist.lock"
+    # Everything ASSIST writes into a run directory: --restart clears these and nothing else.
+    WRITTEN = (MARKER, CONFIG, METRICS, SUMMARY, LOG, "checkpoints", "tensorboard", "wandb")
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -51,53 +55,139 @@ class RunStore:
     def finished(self) -> bool:
         return (self.path / self.SUMMARY).is_file()
 
+    @property
+    def marked(self) -> bool:
+        try:
+            marker = json.loads((self.path / self.MARKER).read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return False
+        return isinstance(marker, dict) and isinstance(marker.get("format"), int)
+
+    def is_run(self) -> bool:
+        """True if ASSIST wrote this directory: it carries the marker, or (runs written before
+        the marker existed) its config.yaml is a run's config and metrics.jsonl sits beside it."""
+        if self.marked:
+            return True
+        if not (self.exists and (self.path / self.METRICS).is_file()):
+            return False
+        try:
+            config = self.read_config()
+        except Exception:  # noqa: BLE001 - an unreadable config is not a run ASSIST recognises
+            return False
+        return isinstance(config, dict) and LEGACY_KEYS <= set(config)
+
+    def contents(self) -> list[Path]:
+        if not self.path.is_dir():
+            return []
+        return [p for p in self.path.iterdir() if p.name != self.LOCK]
+
     def read_config(self) -> dict[str, Any]:
         from assist.config import load_yaml
 
-        return load_yaml((self.path / self.CONFIG).read_text()) or {}
+        path = self.path / self.CONFIG
+        try:
+            config = load_yaml(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RunDirError(f"{path}: unreadable config ({first})") from None
+        if not isinstance(config, dict):
+            raise RunDirError(f"{self.path / self.CONFIG}: not a mapping of config keys")
+        return config
 
     def read_summary(self) -> Optional[dict[str, Any]]:
         if not self.finished:
             return None
-        return json.loads((self.path / self.SUMMARY).read_text())
+        path = self.path / self.SUMMARY
+        try:
+            summary = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RunDirError(f"{path}: unreadable summary ({error})") from None
+        if not isinstance(summary, dict):
+            raise RunDirError(f"{path}: not a JSON object")
+        return summary
 
     def read_metrics(self) -> list[dict[str, Any]]:
         rows = []
         path = self.path / self.METRICS
         if path.is_file():
-            for line in path.read_text().splitlines():
+            for line in path.read_text(errors="replace").splitlines():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a crash can leave a truncated last line
+                if isinstance(row, dict):
+                    rows.append(row)
         return rows
 
+    # -- locking
+    def lock(self) -> "RunLock":
+        """Take the directory's lock now or fail with a line naming the holder."""
+        from assist.experiments.locks import RunLock, lock_holder
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.path / self.LOCK)
+        if not lock.acquire():
+            holder = lock_holder(self.path / self.LOCK) or {}
+            who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
+            if holder.get("since"):
+                who += time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(holder["since"]))
+            raise RunDirError(f"run directory {str(self.path)!r} is in use by {who}; "
+                              "wait for it to finish or choose another --out")
+        remove_stale_parts(self.path)  # a killed writer's leftovers; nobody else writes here now
+        remove_stale_parts(self.path / "checkpoints")
+        return lock
+
     # -- writing
+    def check_usable(self, *, restart: bool) -> None:
+        """Refuse, before anything is written, a directory this run may not use."""
+        if not self.contents():
+            return
+        if not self.is_run():
+            raise RunDirError(f"output directory {str(self.path)!r} holds files that are not an ASSIST run "
+                              f"(no {self.MARKER}); choose another --out" + ("" if not restart else
+                              "; --restart only clears directories ASSIST wrote"))
+        if not restart and not self.exists:
+            raise RunDirError(f"output directory {str(self.path)!r} holds a run without its {self.CONFIG}; "
+                              "pass --restart to start it over, or choose another --out")
+
+    def clear(self) -> None:
+        """Remove what ASSIST wrote here (and only that)."""
+        for name in self.WRITTEN:
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+
+    def mark(self) -> None:
+        from assist import __version__
+
+        atomic_write(self.path / self.MARKER, json.dumps({"format": FORMAT_VERSION, "assist": __version__,
+                                                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+
     def create(self, config: dict[str, Any], *, restart: bool = False) -> None:
-        """Start a fresh run directory. An existing run is never overwritten silently."""
-        if self.path.exists() and any(self.path.iterdir()):
+        """Start a fresh run directory. An existing run is never overwritten silently, and
+        --restart clears only the files ASSIST wrote."""
+        if self.contents():
             if not restart:
-                state = "a finished run" if self.finished else "an unfinished run" if self.exists else "other files"
+                self.check_usable(restart=False)
+                state = "a finished run" if self.finished else "an unfinished run"
                 raise RunDirError(f"output directory {str(self.path)!r} already holds {state}; "
                                   "choose another --out or pass --restart to start it over")
-            if not self.exists and not (self.path / self.METRICS).exists():
-                raise RunDirError(f"refusing to clear {str(self.path)!r}: it does not look like a run directory")
-            shutil.rmtree(self.path)
+            self.check_usable(restart=True)
+            self.clear()
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path / self.CONFIG, yaml.safe_dump(config, sort_keys=False))
-        (self.path / self.METRICS).touch()
+        self.mark()
+        atomic_write(self.path / self.CONFIG, yaml.safe_dump(config, sort_keys=False))
+        atomic_write(self.path / self.METRICS, "")
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        line = json.dumps({k: _jsonable(v) for k, v in row.items()})
-        with open(self.path / self.METRICS, "a") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(self.path / self.METRICS, json.dumps({k: _jsonable(v) for k, v in row.items()}))
 
     def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace ``metrics.jsonl`` with ``rows`` (on resume: drop epochs after the checkpoint)."""
         text = "".join(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n" for row in rows)
-        atomic_write_text(self.path / self.METRICS, text)
+        atomic_write(self.path / self.METRICS, text)
 
     def check_resumable(self, config: dict[str, Any]) -> None:
         """Refuse to resume a finished run or one whose config differs."""
@@ -115,9 +205,11 @@ class RunStore:
                               f"config ({shown}); pass --restart to start over, or choose another --out")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.path / self.SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
+        atomic_write(self.path / self.SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
 
     def log(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.path / self.LOG, "a") as handle:
-            handle.write(f"{stamp} {message}\n")
+        try:
+            append_line(self.path / self.LOG, f"{stamp} {message}")
+        except StorageError:  # the log is a courtesy; a full disk surfaces on the next real write
+            pass
