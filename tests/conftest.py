@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,13 @@ def shared_data_dir() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         unavailable(f"real data not found at {SHARED_DATA}; set ASSIST_SHARED_DATA to the shared data folder")
     return SHARED_DATA
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The fault suite's figures (tests/faults/faults_tally.py), when it ran."""
+    tally = sys.modules.get("faults_tally")
+    lines = tally.summary_lines() if tally is not None else []
+    if lines:
+        terminalreporter.section("fault suite")
+        for line in lines:
+            terminalreporter.write_line(line)

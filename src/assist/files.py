@@ -22,6 +22,15 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 PathLike = Union[str, os.PathLike]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would hide runs from a group
+
+
 class StorageError(RuntimeError):
     """A file could not be written for a reason of the storage, not of the input."""
 
@@ -64,6 +73,7 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str | None = None
         raise
     temp = Path(temp_name)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()

@@ -168,20 +168,24 @@ def iter_archive(path: Path, limits: ArchiveLimits | None = None) -> Iterator[tu
     kind = archive_kind(path)
     budget = _Budget(path, limits or ArchiveLimits.from_env())
     if kind == "zip":
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            budget.add(members=len(infos), size=sum(info.file_size for info in infos))  # as declared
-            for info in infos:  # check all names before reading any data
-                safe_member_path(info.filename, path)
-                if _zip_member_kind(info) is None:
-                    raise DataError(f"{path}: unsafe archive member {info.filename!r} (link or special file)")
-            for info in infos:
-                rel = safe_member_path(info.filename, path)
-                if info.is_dir():
-                    yield rel, None
-                    continue
-                with archive.open(info) as handle:  # charged beyond the declared size too
-                    yield rel, _read_counted(handle, budget, info.file_size)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                infos = archive.infolist()
+                budget.add(members=len(infos), size=sum(info.file_size for info in infos))  # as declared
+                for info in infos:  # check all names before reading any data
+                    safe_member_path(info.filename, path)
+                    if _zip_member_kind(info) is None:
+                        raise DataError(f"{path}: unsafe archive member {info.filename!r} (link or special file)")
+                for info in infos:
+                    rel = safe_member_path(info.filename, path)
+                    if info.is_dir():
+                        yield rel, None
+                        continue
+                    with archive.open(info) as handle:  # charged beyond the declared size too
+                        data = _read_counted(handle, budget, info.file_size)
+                    yield rel, data
+        except (zipfile.BadZipFile, zlib_error, EOFError, NotImplementedError) as exc:
+            raise DataError(f"{path}: cannot read zip archive: {exc}") from exc
     elif kind == "tar":
         try:
             with tarfile.open(path, "r:*") as archive:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import click
 

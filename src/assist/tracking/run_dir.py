@@ -146,7 +146,7 @@ class RunStore:
             raise RunDirError(f"output directory {str(self.path)!r} holds files that are not an ASSIST run "
                               f"(no {self.MARKER}); choose another --out" + ("" if not restart else
                               "; --restart only clears directories ASSIST wrote"))
-        if not restart and not self.exists:
+        if not restart and not self.exists and not self.marked:
             raise RunDirError(f"output directory {str(self.path)!r} holds a run without its {self.CONFIG}; "
                               "pass --restart to start it over, or choose another --out")
 
@@ -168,6 +168,8 @@ class RunStore:
     def create(self, config: dict[str, Any], *, restart: bool = False) -> None:
         """Start a fresh run directory. An existing run is never overwritten silently, and
         --restart clears only the files ASSIST wrote."""
+        if self.contents() and self.marked and not self.exists:
+            self.clear()  # killed (or out of space) before its config was written: nothing to keep
         if self.contents():
             if not restart:
                 self.check_usable(restart=False)

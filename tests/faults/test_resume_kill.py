@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import faults_tally
+
 from assist.api import train
 from assist.cli import main, resolve_values
 from assist.api import make_config
@@ -107,7 +109,9 @@ def test_sigkill_mid_epoch_then_rerun_is_bit_identical(tmp_path: Path, keep_torc
         main(["train", "--out", str(dirs[name]), *COMMON, *extra])  # the same command again, in-process
         log = (dirs[name] / "train.log").read_text()
         assert "resume from epoch" in log, log
+        faults_tally.count("kills")
         assert_same_run(dirs[name], reference_run(COMMON + extra, tmp_path / f"ref-{name}"))
+        faults_tally.count("kills_identical")
 
 
 class KillAt(Callback):

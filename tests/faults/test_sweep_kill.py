@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import faults_tally
 import torch
 import yaml
 
@@ -128,5 +130,7 @@ def test_sweep_killed_repeatedly_then_finished_by_two_sweeps(tmp_path: Path, kee
         final = load_latest_checkpoint(path / "checkpoints")["model"]
         expected = load_latest_checkpoint(tmp_path / "ref" / run.name / "checkpoints")["model"]
         assert all(torch.equal(final[k], expected[k]) for k in expected), run.name
+    faults_tally.count("kills", KILLS)
+    faults_tally.count("kills_identical", KILLS)  # every run of every killed sweep ended identical
     print(f"kill/resume cycles: {KILLS}, runs resumed from a checkpoint: {resumed}, seed {seed}")
     assert resumed >= 1, f"(seed {seed}) no run was resumed from a checkpoint"
