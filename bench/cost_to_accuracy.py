@@ -52,6 +52,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "ordered_sgd": {"strategy": "ordered_sgd"},
     "divbs": {"strategy": "divbs"},
     "max_loss": {"strategy": "max_loss"},
+    "grad_norm": {"strategy": "grad_norm"},
+    "grad_norm_is": {"strategy": "grad_norm_is"},
     "random_subset (SB budget)": {"strategy": "random_subset"},
 }
 KEEP = ("epoch", "steps", "samples_scored", "samples_trained", "cum_samples_scored", "cum_samples_trained",

@@ -286,3 +286,37 @@ def test_max_loss_is_a_preset_of_the_thesis_top_k():
     losses = torch.rand(320, generator=gen(0))
     keep = s.select(batch, Scores(torch.zeros(320, 2), losses), context(n=320, batch_size=32)).keep
     assert sorted(keep.tolist()) == sorted(losses.topk(32).indices.tolist())
+
+
+def test_grad_norm_keeps_the_largest_gradient_bounds_not_the_largest_losses():
+    config = make_config({"strategy": "grad_norm", "batch_size": 2})
+    s = build_strategy(config)
+    assert s.raw_batch_size() == 20 and s.needs().scores and s.needs().accumulate
+    # sample 1 has a larger loss than sample 0 but a smaller bound: confusion spread over many
+    # classes gives a smaller ||p - e_y|| than one confident wrong class
+    n, classes = 20, 6
+    probabilities = torch.full((n, classes), 1.0 / classes)
+    probabilities[:, 0] = 0.9  # easy samples, label 0
+    probabilities[:, 1:] = 0.02
+    probabilities[0] = torch.tensor([0.4, 0.6, 0.0, 0.0, 0.0, 0.0])   # one wrong class: big bound
+    probabilities[1] = torch.tensor([0.39, 0.122, 0.122, 0.122, 0.122, 0.122])  # spread: smaller bound
+    probabilities[2] = torch.tensor([0.3, 0.14, 0.14, 0.14, 0.14, 0.14])  # a larger loss than 0 or 1
+    logits = probabilities.clamp_min(1e-9).log()
+    labels = torch.zeros(n, dtype=torch.long)
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    bound = gradient_norm_scores(logits, labels)
+    assert sorted(losses.topk(2).indices.tolist()) == [1, 2]
+    assert sorted(bound.topk(2).indices.tolist()) == [0, 2]  # the two orders disagree
+    batch = RawBatch(torch.arange(n), torch.zeros(n, 1), labels)
+    keep = s.select(batch, Scores(logits, losses), context(n=n, batch_size=2)).keep
+    assert sorted(keep.tolist()) == [0, 2]
+
+
+def test_grad_norm_is_is_importance_sampling_always_on():
+    config = make_config({"strategy": "grad_norm_is", "batch_size": 8})
+    assert config.strategy == "importance_sampling"
+    assert config.strategy_options == {"always_on": True, "presample": 10.0}
+    s = build_strategy(config)
+    assert s.on and s.raw_batch_size() == 80 and s.needs().scores  # on before any score was seen
+    kept = make_config({"strategy": "grad_norm_is", "batch_size": 8, "strategy_options": {"presample": 5}})
+    assert kept.strategy_options == {"always_on": True, "presample": 5}

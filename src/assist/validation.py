@@ -31,7 +31,14 @@ def _max_loss(values: dict[str, Any]) -> dict[str, Any]:
 
 
 # Named settings of registered strategies, under the names the field uses (``strategy=NAME``)
-PRESETS = {"max_loss": _max_loss}
+def _grad_norm_is(values: dict[str, Any]) -> dict[str, Any]:
+    """The field's "grad norm IS" baseline (DivBS's benchmark): importance sampling by the
+    gradient-norm bound from raw batches of 10x the batch size, on from the first step."""
+    options = {"always_on": True, "presample": 10.0, **dict(values.get("strategy_options") or {})}
+    return {**values, "strategy": "importance_sampling", "strategy_options": options}
+
+
+PRESETS = {"max_loss": _max_loss, "grad_norm_is": _grad_norm_is}
 
 
 def validate_run(config: ConfigLike) -> TrainConfig:

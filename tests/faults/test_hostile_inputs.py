@@ -288,3 +288,19 @@ def test_bad_command_lines_are_one_clear_line(tmp_path, capsys, args, named):
     assert named in lines[0], err
     assert not out.exists()
     faults_tally.count("bad_inputs_clean")
+
+
+def test_slurm_without_srun_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    if shutil.which("srun"):
+        pytest.skip("this machine has Slurm: the missing-srun path cannot be shown here")
+    faults_tally.count("bad_inputs")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: s\nbase: {dataset: synthetic, model: fcnet16, epochs: 1}\nexperiments: {none: {}}\nseeds: [0]\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--executor", "slurm"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "needs Slurm's srun" in err
+    assert not (tmp_path / "out").exists()
+    faults_tally.count("bad_inputs_clean")

@@ -30,9 +30,18 @@ except ImportError:  # optional dependency
     DelayedSubmission = None  # type: ignore[assignment]
 
 
-def require_submitit() -> None:
+def require_submitit(kind: str = "submitit-local") -> None:
+    """Everything ``kind`` needs on this machine, checked before the sweep writes anything."""
     if submitit is None:
         raise ValueError("the slurm executors need submitit: pip install 'assist-sampling[cluster]' (or pip install submitit)")
+    if kind == "slurm":
+        require_srun()
+
+
+def require_srun() -> None:
+    if shutil.which("srun") is None:  # submitit needs Slurm's commands on this machine
+        raise ValueError("--executor slurm needs Slurm's srun and sbatch on PATH (this machine has none): "
+                         "run the sweep on a Slurm login node, or use --executor local or submitit-local")
 
 
 class SubmititRun(Checkpointable):
@@ -61,9 +70,7 @@ def make_executor(kind: str, folder: Path, options: SlurmOptions) -> Any:
         return executor
     if kind != "slurm":
         raise ValueError(f"unknown executor {kind!r}; use local, slurm or submitit-local")
-    if shutil.which("srun") is None:  # submitit needs Slurm's commands on this machine
-        raise ValueError("--executor slurm needs Slurm's srun and sbatch on PATH (this machine has none): "
-                         "run the sweep on a Slurm login node, or use --executor local or submitit-local")
+    require_srun()
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=options.max_requeues)
     params: dict[str, Any] = {
         "job_name": "assist", "time": minutes, "cpus_per_task": options.cpus,

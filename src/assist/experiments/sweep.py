@@ -128,6 +128,10 @@ def run_sweep(plan: SweepPlan, *, executor: str = "local", workers: Optional[int
         from assist.experiments.local import worker_context
 
         worker_context(start_now=True)  # imports torch for the workers while the models are checked
+    else:
+        from assist.experiments import slurm
+
+        slurm.require_submitit(executor)  # srun, submitit: missing ones stop us before anything is written
     check_models_fit(plan, echo)
     plan.sweep.record(plan.name, {run.run_id: run.manifest_entry() for run in plan.runs})
     states = plan.states()

@@ -20,7 +20,7 @@ def build_strategy(config) -> Strategy:
 
 from assist.strategies import archetype, filtering  # noqa: E402,F401  (registration)
 from assist.strategies import (  # noqa: E402,F401  (registration: the peer methods)
-    divbs, importance_sampling, infobatch, ordered_sgd, random_subset, rho_loss, selective_backprop)
+    divbs, grad_norm, importance_sampling, infobatch, ordered_sgd, random_subset, rho_loss, selective_backprop)
 
 __all__ = ["STRATEGIES", "LoopNeeds", "RawBatch", "ReferenceResult", "ReferenceSpec", "RunSetup", "Scores",
            "Selection", "Strategy", "StrategyContext", "StrategyOptions", "StrategyParams", "build_strategy",

@@ -14,7 +14,8 @@ The switch: ``tau`` is a moving average (momentum 0.9) of the variance-reduction
 simplifies to ``sqrt(n * sum(g^2))``; importance sampling is on while ``tau`` exceeds
 ``(B + 3b) / (3b)`` (eq. 29 of the paper). It is checked before each raw batch, and the
 fraction of steps (raw batches) sampled with importance is recorded per epoch
-(``is_on_fraction``).
+(``is_on_fraction``). ``always_on`` skips the switch: every raw batch is sampled by
+importance (the "grad norm IS" baseline of DivBS's benchmark, preset ``grad_norm_is``).
 
 Differences from the paper: candidates come from the epoch's shuffled plan (each sample is
 offered once per epoch) rather than uniformly with replacement from the whole data set, so
@@ -38,6 +39,7 @@ class ImportanceSamplingOptions(StrategyOptions):
     presample: float = Field(default=3.0, gt=1.0)            # B / b
     tau_threshold: Optional[float] = Field(default=None, gt=0.0)  # None: (B + 3b) / (3b)
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)      # of the tau moving average
+    always_on: bool = False  # sample by importance from the first step (no switch): preset grad_norm_is
 
 
 def gradient_norm_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -89,7 +91,7 @@ class ImportanceSampling(Strategy):
 
     @property
     def on(self) -> bool:
-        return self.tau > self.threshold
+        return self.options.always_on or self.tau > self.threshold
 
     def needs(self) -> LoopNeeds:
         return LoopNeeds(scores=self.on, scoring_mode=self.params.scoring_mode)
