@@ -289,3 +289,31 @@ def test_colour_in_one_split_makes_both_rgb(tmp_path):
     assert data.train_images.shape[1] == data.test_images.shape[1] == 3
     first_test = torch.from_numpy(written["test"][0][1])
     assert torch.equal(data.test_images[0], first_test.expand(3, 5, 6))
+
+
+def test_a_long_decode_shows_a_bar_on_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from assist.data import images
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(buffer, format="PNG")
+    items = [(f"img{i}.png", buffer.getvalue()) for i in range(1200)]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    arrays = images.decode_all(items, "set")
+    assert arrays.shape == (1200, 1, 4, 4)
+    assert "decoding 1,200 images" in screen.getvalue() and "/1200 [" in screen.getvalue()
+    quiet = io.StringIO()  # not a terminal: nothing
+    monkeypatch.setattr(sys, "stderr", quiet)
+    images.decode_all(items, "set")
+    assert quiet.getvalue() == ""

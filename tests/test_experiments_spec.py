@@ -183,3 +183,26 @@ def test_set_pins_a_key_the_grid_varies_and_seeds_replace(tmp_path):
     assert {r.config.model for r in plan.runs} == {"lenet"} and {r.config.epochs for r in plan.runs} == {2}
     assert len(plan.runs) == 4 * 3                              # four filtering modes, three seeds
     assert sorted({r.config.rng_seed for r in plan.runs}) == [0, 1, 2]
+
+
+def test_peer_specs_quote_the_paper_and_carry_the_controls(tmp_path):
+    """Each published-setting spec names the paper's number in its header and runs the
+    archetype and a random-subset control beside the peer at its budget."""
+    from assist.experiments.examples import examples
+    from assist.experiments.sweep import plan_sweep
+
+    peers = {e.name: e for e in examples() if e.name.startswith("peers-")}
+    assert set(peers) == {"peers-infobatch-cifar10", "peers-selective-backprop-cifar10", "peers-rho-loss-cifar10",
+                          "peers-divbs-cifar10"}
+    for name, example in peers.items():
+        header = example.path.read_text().split("\nname:")[0]
+        assert "Paper's" in header and "arXiv" in header, name
+        plan = plan_sweep(name, tmp_path / name)
+        strategies = {r.config.strategy for r in plan.runs}
+        assert {"archetype", "random_subset"} <= strategies, name
+    divbs = plan_sweep("peers-divbs-cifar10", tmp_path / "d").runs
+    budgets = {(r.config.strategy, r.config.batch_size) for r in divbs if r.role == "strategic"}
+    assert ("divbs", 32) in budgets and ("divbs", 64) in budgets
+    assert {"importance_sampling", "batchwise", "grad_norm"} <= {s for s, _ in budgets}
+    info = plan_sweep("peers-infobatch-cifar10", tmp_path / "i").runs[0].config
+    assert (info.lr_scheduler, info.label_smoothing, info.epochs) == ("onecycle", 0.1, 200)

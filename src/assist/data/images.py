@@ -25,6 +25,7 @@ Source = Union[bytes, Path]  # file content (read from an archive) or a path on 
 GRAY_MODES = {"1", "L", "LA", "I;16", "I;16L", "I;16B", "I;16N"}
 POOL_MIN_IMAGES = 4096  # below this, starting worker processes costs more than it saves
 CHUNK = 2048
+PROGRESS_FROM = 1000  # images; smaller sets decode in well under a second
 
 
 def decode_image(source: Source) -> np.ndarray:
@@ -67,13 +68,25 @@ def decode_all(items: Sequence[tuple[str, Source]], where: str) -> np.ndarray:
     from the most common size. Large sets are decoded by a pool of forked worker processes
     (they only run Pillow and numpy, never torch).
     """
-    chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+    from tqdm.auto import tqdm
+
+    chunk = CHUNK if len(items) >= 4 * CHUNK else max(1, len(items) // 8)  # a moving bar for mid-sized sets
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     workers = _workers(len(items))
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_decode_chunk, chunks)
-    else:
-        results = [_decode_chunk(chunk) for chunk in chunks]
+    # On a terminal, long decodes say what is happening (a bar of images); elsewhere nothing.
+    bar = tqdm(total=len(items), desc=f"decoding {len(items):,} images", unit="img", leave=False,
+               disable=None if len(items) >= PROGRESS_FROM else True, dynamic_ncols=True)
+    results = []
+    with bar:
+        if workers > 1:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for result, part in zip(pool.imap(_decode_chunk, chunks), chunks):
+                    results.append(result)
+                    bar.update(len(part))
+        else:
+            for part in chunks:
+                results.append(_decode_chunk(part))
+                bar.update(len(part))
     arrays: list[np.ndarray] = []
     for result in results:
         if isinstance(result, tuple):
