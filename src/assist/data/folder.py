@@ -156,11 +156,15 @@ def load_folder(path_text: str, *, data_dir: Path, download: bool = False) -> Im
     if content is None:
         started = time.perf_counter()
         if not source.is_dir():
-            for rel, data in iter_archive(source):
-                if data is None:
-                    dirs.add(rel)
-                else:
-                    files[rel] = data
+            from tqdm.auto import tqdm
+
+            with tqdm(desc=f"reading {source.name}", unit=" files", leave=False, disable=None) as bar:
+                for rel, data in iter_archive(source):
+                    if data is None:
+                        dirs.add(rel)
+                    else:
+                        files[rel] = data
+                        bar.update()
         layout = _layout(files, dirs, where)
         content = _decode(layout, sorted(layout["train"]), where)
         log.info("decoded %d images from %s in %.1f s", len(content["train_labels"]) + len(content["test_labels"]),

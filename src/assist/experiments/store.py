@@ -86,6 +86,8 @@ class SweepDir:
 
     def _state(self, run_id: str, name: str, path: Optional[Path]) -> RunState:
         holder = lock_holder(self.root / ".locks" / f"{run_id}.lock")
+        if holder is None and path is not None:  # a plain `assist train --out` into this directory
+            holder = lock_holder(path / RunStore.LOCK)
         if path is None or not (path / RunStore.CONFIG).is_file():
             state = "running" if holder is not None else "missing"
             return RunState(run_id, name if path is None else path.name, path, state, holder=holder)

@@ -126,7 +126,7 @@ class RunStore:
 
         self.path.mkdir(parents=True, exist_ok=True)
         lock = RunLock(self.path / self.LOCK)
-        if not lock.acquire():
+        if not lock.acquire(wait_s=0.5):  # rides out `assist status` probing the lock for an instant
             holder = lock_holder(self.path / self.LOCK) or {}
             who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
             if holder.get("since"):
