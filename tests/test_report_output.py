@@ -197,3 +197,26 @@ def test_terminal_echo_fits_120_columns(tmp_path, capsys):
     for title in ("Accuracy", "Mean loss", "Q=0.9 loss", "Worst loss"):
         assert f"\n{title}\n" in printed
     assert (tmp_path / "out" / "cost.csv").stat().st_size > 50
+
+
+def test_legends_are_readable_at_full_size_and_never_overlap():
+    """Legend entries at 10 pt (about 12 px at the figures' 90 dpi), in two columns when a
+    label is long, and no entry runs into another."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from assist.report.drawing import LEGEND_PT, _place_legend
+
+    for label in ("archetype", "random subset (strategy_options=fraction=0.1) [collapsed]"):
+        fig = Figure(figsize=(12, 4), dpi=90)
+        FigureCanvasAgg(fig)
+        entries = [(f"━━ {label} {i}", "#000000") for i in range(6)]
+        _place_legend(fig, entries, 4.0)
+        renderer = fig.canvas.get_renderer()
+        boxes = [t.get_window_extent(renderer) for t in fig.texts if t.get_gid() == "legend"]
+        assert len(boxes) == 6 and LEGEND_PT >= 10
+        assert all(t.get_fontsize() >= 10 for t in fig.texts if t.get_gid() == "legend")
+        assert all(box.x1 <= fig.bbox.width for box in boxes)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b), label

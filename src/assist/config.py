@@ -65,6 +65,11 @@ class TrainConfig(BaseModel):
     epoch_filter_augmentation: Literal["fresh", "replay"] = "fresh"
     rng_seed: int = Field(default=0, ge=0, lt=2**63)
     device: str = "cpu"
+    # --- speed (engine/runtime.py, docs/speed.md); evaluation always runs fp32
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # training and scoring forwards
+    score_precision: Optional[Literal["fp32", "bf16", "fp16"]] = None  # None: as precision
+    channels_last: bool = False                          # NHWC weights and inputs (conv models)
+    compile: bool = False                                # torch.compile(model, dynamic=True)
     # --- strategy
     strategy: Optional[str] = None          # None: derived from epoch/batch_filtering
     epoch_filtering: bool = False           # Algorithm 8
@@ -134,6 +139,13 @@ class TrainConfig(BaseModel):
     def _optimizer_options(self) -> "TrainConfig":
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer=sgd with momentum > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _precision_options(self) -> "TrainConfig":
+        for key in ("precision", "score_precision"):
+            if getattr(self, key) == "fp16" and not self.device.startswith("cuda"):
+                raise ValueError(f"{key}=fp16 needs a CUDA device (device={self.device!r}); use bf16 on a CPU")
         return self
 
     @model_validator(mode="after")
@@ -249,7 +261,7 @@ ADDED_KEYS: frozenset[str] = frozenset({
     "accumulation_batch_size_max", "select_p_end", "select_p_schedule", "select_split",
     "epoch_filter", "epoch_soft_margin", "epoch_selector", "epoch_select_k",
     "min_learning_rate", "warmup_epochs", "onecycle_start_factor", "onecycle_end_factor", "onecycle_peak_at",
-    "label_smoothing", "grad_clip_norm",
+    "label_smoothing", "grad_clip_norm", "precision", "score_precision", "channels_last", "compile",
 })
 
 

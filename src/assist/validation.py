@@ -55,6 +55,12 @@ def validate_run(config: ConfigLike) -> TrainConfig:
     strategy_params(config, STRATEGIES.resolve(name).Params, name)  # the strategy's schema: bad values, idle keys
     _check_names(config)
     check_device(config.device)
+    if config.compile:
+        from assist.engine.runtime import compiler_problem
+
+        problem = compiler_problem(config.device)
+        if problem:
+            raise ConfigError(f"compile: {problem}; leave compile off here")
     return config
 
 

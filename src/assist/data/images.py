@@ -38,6 +38,10 @@ def decode_image(source: Source) -> np.ndarray:
             return np.asarray(image, dtype=np.uint8)
         if image.mode in GRAY_MODES:
             return np.asarray(image.convert("L"), dtype=np.uint8)
+        if image.mode == "I":  # Pillow < 10.1 opens 16-bit grayscale PNGs as 32-bit "I"
+            values = np.asarray(image, dtype=np.int32)
+            if values.size and values.min() >= 0 and values.max() <= 0xFFFF:
+                return (values >> 8).astype(np.uint8)
         if image.mode in ("I", "F"):
             raise ValueError(f"unsupported {image.mode!r} (32-bit) image mode")
         return np.asarray(image.convert("RGB"), dtype=np.uint8)

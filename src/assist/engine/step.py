@@ -17,8 +17,9 @@ compares is the same algorithm whichever loop runs it (docs/architecture.md)::
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,8 @@ from assist.engine.accumulate import BatchAccumulator, Chunk, concat
 from assist.events import Event
 from assist.models import features_and_logits
 from assist.selection import uniform_random
+if TYPE_CHECKING:
+    from assist.engine.runtime import Runtime
 from assist.strategies.base import (LoopNeeds, RawBatch, ReferenceResult, ReferenceSpec, Scores, Strategy,
                                     StrategyContext)
 
@@ -93,8 +96,10 @@ class SelectionStep:
                  score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_losses,
                  num_classes: Optional[int] = None, labels: Optional[torch.Tensor] = None, data: Any = None,
                  train_reference: Optional[Callable[[ReferenceSpec], ReferenceResult]] = None,
-                 emit: Optional[Callable[..., None]] = None, model_hint: str = "") -> None:
+                 emit: Optional[Callable[..., None]] = None, model_hint: str = "",
+                 runtime: Optional["Runtime"] = None) -> None:
         self.strategy = strategy
+        self.runtime = runtime  # precision, memory format, compiled forward (engine/runtime.py); None: plain
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.fetch = fetch
@@ -215,14 +220,17 @@ class SelectionStep:
         was_training = model.training
         model.train(needs.scoring_mode == "train")
         features = None
+        runtime = self.runtime
         try:
-            if needs.features:
-                features, outputs = features_and_logits(model, x)
-                features = features.float()
-            else:
-                outputs = model(x)
+            with runtime.autocast(scoring=True) if runtime else nullcontext():
+                if needs.features:
+                    features, outputs = features_and_logits(model, runtime.inputs(x) if runtime else x)
+                    features = features.float()
+                else:
+                    outputs = runtime.forward(model, x) if runtime else model(x)
         finally:
             model.train(was_training)
+        outputs = outputs.float()
         self.counters.samples_scored += int(y.shape[0])
         return Scores(logits=outputs.float(), losses=self.score_fn(outputs, y).float(), features=features)
 

@@ -21,6 +21,7 @@ from assist.data.base import ImageDataset
 from assist.data.pipeline import BatchPipeline, resolve_augmentation
 from assist.engine.accumulate import Chunk
 from assist.engine.optim import build_optimizer, build_scheduler
+from assist.engine.runtime import Runtime
 from assist.engine.schedule import learning_rate, sets_lr_per_step
 from assist.engine.step import SelectionStep
 from assist.events import Callback, Event
@@ -59,6 +60,8 @@ class Trainer:
         self.data = data
         self.device = torch.device(config.device)
         self.model = (model or build_model(config, data)).to(self.device)
+        self.runtime = Runtime.build(config, self.model, self.device)  # precision, NHWC, compile
+        self.scaler = self.runtime.scaler()
         self.strategy = strategy or build_strategy(config)
         self.callbacks = list(callbacks)
         self.evaluate_epochs = evaluate  # False: no per-epoch evaluation (reference models)
@@ -78,7 +81,7 @@ class Trainer:
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
             fetch=self.fetch, eval_batch_size=config.eval_batch_size, model=self.model,
             num_classes=data.num_classes, labels=data.train_labels, data=data, train_reference=self.fit_reference,
-            emit=self.emit)
+            emit=self.emit, runtime=self.runtime)
         self.state = TrainState()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
@@ -160,7 +163,9 @@ class Trainer:
         if self.lr_per_step:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.config, self.progress)
-        logits = self.model(chunk.x)
+        with self.runtime.autocast():
+            logits = self.runtime.forward(self.model, chunk.x)
+        logits = logits.float()  # losses in float32 whatever the forward's precision
         smoothing = self.config.label_smoothing
         losses = F.cross_entropy(logits, chunk.y, reduction="none", label_smoothing=smoothing)
         weighted = losses if chunk.weights is None else losses * chunk.weights.to(losses.device)
@@ -169,10 +174,18 @@ class Trainer:
             raise DivergedError(f"non-finite loss at epoch {self.state.epoch + 1}, "
                                 f"step {self.state.total_steps + 1}")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            if self.config.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
+            self.optimizer.step()
+        else:  # fp16: scaled loss, gradients unscaled before clipping, steps with inf/nan skipped
+            self.scaler.scale(loss).backward()
+            if self.config.grad_clip_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.state.total_steps += 1
         # strategies read plain per-sample cross-entropy, whatever the training loss smooths
         plain = losses if not smoothing else F.cross_entropy(logits.detach(), chunk.y, reduction="none")
@@ -232,6 +245,7 @@ class Trainer:
             "generators": {name: g.get_state() for name, g in self.generators.items()},
             **self.step.state_dict(),   # strategy, accumulator, counters, epoch
             "state": dict(vars(self.state)),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
@@ -243,6 +257,8 @@ class Trainer:
             self.generators[name].set_state(g_state)
         self.step.load_state_dict(checkpoint, self.device)
         self.state = TrainState(**checkpoint["state"])
+        if self.scaler is not None and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
 
     def summary(self) -> dict[str, Any]:
         last = self.state.history[-1] if self.state.history else {}

@@ -90,20 +90,31 @@ def _legend_entries(lines: Sequence[Line], colours: Mapping[str, str]) -> list[t
     return list(entries.items())
 
 
+LEGEND_PT = 10      # legend text: about 12 px at the figures' 90 dpi, readable at 100% zoom
+LEGEND_ROW_IN = 0.27
+
+
+def _columns(entries: Sequence[tuple[str, str]]) -> int:
+    """Three columns of legend entries, or two when a long label would run into the next."""
+    return 3 if max((len(entry) for entry, _ in entries), default=0) <= 44 else 2
+
+
 def _place_legend(fig: Figure, entries: list[tuple[str, str]], height: float) -> None:
-    """Coloured texts in rows of three under the panels: ``━━`` a mean over seeds, ``┅┅`` a
-    single unfinished run. Plain texts, because matplotlib's Legend layout costs as much as
-    a whole panel on every save."""
+    """Coloured texts in rows under the panels: ``━━`` a mean over seeds, ``┅┅`` a single
+    unfinished run. Plain texts, because matplotlib's Legend layout costs as much as a whole
+    panel on every save."""
     for text in [t for t in fig.texts if t.get_gid() == "legend"]:
         text.remove()
+    columns = _columns(entries)
+    rows = _rows(len(entries), columns)
     for i, (entry, colour) in enumerate(entries):
-        row, col = divmod(i, 3)
-        fig.text(0.06 + col * 0.31, (0.12 + 0.22 * (_rows(len(entries)) - 1 - row)) / height,
-                 entry, color=colour, fontsize=8, va="bottom", gid="legend")
+        row, col = divmod(i, columns)
+        fig.text(0.06 + col * (0.93 / columns), (0.12 + LEGEND_ROW_IN * (rows - 1 - row)) / height,
+                 entry, color=colour, fontsize=LEGEND_PT, va="bottom", gid="legend")
 
 
-def _rows(count: int) -> int:
-    return -(-count // 3)
+def _rows(count: int, columns: int = 3) -> int:
+    return -(-count // columns)
 
 
 # One reusable figure per panel layout and process: creating axes and their tick objects
@@ -194,7 +205,7 @@ def _render(lines, colours, kind, title, panels, stem, formats) -> Optional[Figu
     if not drew_any:
         return None
     entries = _legend_entries(lines, colours)
-    legend_in = 0.22 * _rows(len(entries)) + 0.15
+    legend_in = LEGEND_ROW_IN * _rows(len(entries), _columns(entries)) + 0.15
     height = 2.6 * _rows(len(panels)) + 1.1 + legend_in
     fig.set_size_inches(12, height)
     _place_legend(fig, entries, height)
