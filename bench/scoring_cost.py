@@ -6,7 +6,9 @@ For each seed, LeNet is trained for ``--epochs`` epochs (the archetype), then th
 training set is scored in raw batches of ``--raw-batch`` with every variant:
 - fp32 at the raw batch size (the reference);
 - bf16 at the raw batch size;
-- fp32 and bf16 at the evaluation batch size (1024).
+- fp32 and bf16 at the evaluation batch size (1024);
+- ``score_every=2``: the logits recorded one epoch earlier, compared with a fresh fp32 score
+  after one more epoch of training (no forward at all: its time is 0).
 
 Each variant is timed, in the same process and interleaved, repeated ``--repeats`` times,
 and compared with the fp32 reference on the decisions strategies take from the scores:
@@ -36,6 +38,7 @@ from assist.api import load_data, make_config
 from assist.engine.trainer import Trainer
 from assist.strategies.importance_sampling import gradient_norm_scores
 
+STALE = "reused, 1 epoch old (score_every=2)"  # compared with a fresh fp32 score one epoch later
 VARIANTS = {"fp32, raw batch": ("fp32", None), "bf16, raw batch": ("bf16", None),
             "fp32, batch 1024": ("fp32", 1024), "bf16, batch 1024": ("bf16", 1024)}
 
@@ -101,6 +104,14 @@ def main() -> None:
                 got = decisions(logits, y_all, args.raw_batch)
                 for rule, keep in got.items():
                     agreement[name].setdefault(rule, []).append(float((keep == reference[rule]).float().mean()))
+        # score_every=2: the next epoch's decisions taken from this epoch's logits (no forward)
+        stale = decisions(score_all(trainer.model, x_all, y_all, "fp32", args.raw_batch)[0], y_all, args.raw_batch)
+        later = Trainer(make_config({**base, "rng_seed": seed, "epochs": args.epochs + 1}), data, evaluate=False)
+        later.fit()
+        fresh = decisions(score_all(later.model, x_all, y_all, "fp32", args.raw_batch)[0], y_all, args.raw_batch)
+        seconds.setdefault(STALE, []).append(0.0)
+        for rule, keep in stale.items():
+            agreement.setdefault(STALE, {}).setdefault(rule, []).append(float((keep == fresh[rule]).float().mean()))
     base_time = statistics.fmean(seconds["fp32, raw batch"])
     rules = list(next(iter(agreement.values())))
     header = "| scoring | s per pass over 20k (× fp32 raw) | " + " | ".join(f"same decision: {r}" for r in rules) + " |"
@@ -109,7 +120,7 @@ def main() -> None:
              f"`python bench/scoring_cost.py --data-dir {args.data_dir} --epochs {args.epochs} "
              f"--seeds {' '.join(map(str, args.seeds))}`. Machine: {platform.machine()}, torch {torch.__version__}. "
              f"Date: {time.strftime('%Y-%m-%d')}.", "", header, "| --- | ---: |" + " ---: |" * len(rules)]
-    for name in VARIANTS:
+    for name in [*VARIANTS, STALE]:
         took = statistics.fmean(seconds[name])
         shares = " | ".join(f"{100 * statistics.fmean(agreement[name][r]):.2f}%" for r in rules)
         lines.append(f"| {name} | {took:.2f} ({took / base_time:.2f}) | {shares} |")

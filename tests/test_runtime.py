@@ -93,3 +93,73 @@ def test_compile_trains_like_the_plain_model(data):
     # the checkpoint holds the plain module's names, so it loads without compile
     state = compiled.state_dict()["model"]
     assert not any(key.startswith("_orig_mod") for key in state)
+
+
+# ---------------------------------------------------------------- score_every
+def _step(model, score_every=2, n=12, classes=3):
+    from assist.engine.step import SelectionStep
+    from assist.strategies import build_strategy
+
+    g = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(n, 4, generator=g), torch.randint(0, classes, (n,), generator=g)
+    strategy = build_strategy(make_config({"strategy": "batchwise", "batch_size": 4}))
+    step = SelectionStep(strategy, num_samples=n, batch_size=4, epochs=5, shuffle_generator=torch.Generator(),
+                         select_generator=torch.Generator(), fetch=lambda i: (xs[i], ys[i]), eval_batch_size=8,
+                         model=model, num_classes=classes, score_every=score_every)
+    return step, xs, ys
+
+
+def test_score_every_reuses_exactly_the_recorded_logits_while_they_are_young():
+    model = torch.nn.Linear(4, 3)
+    step, xs, ys = _step(model)
+    everything = torch.arange(12)
+    step.epoch = 1
+    first = step.score_batch(everything, xs, ys)
+    assert step.counters.samples_scored == 12 and step.counters.samples_reused == 0
+    with torch.no_grad():
+        model.weight.add_(1.0)  # a fresh forward would now give other logits
+    step.epoch = 2  # one epoch old: reused, no forward
+    second = step.score_batch(everything, xs, ys)
+    assert torch.equal(second.logits, first.logits) and step.counters.samples_scored == 12
+    assert step.counters.samples_reused == 12
+    assert torch.allclose(second.losses, torch.nn.functional.cross_entropy(first.logits, ys, reduction="none"))
+    step.epoch = 3  # two epochs old: scored again, with the changed model
+    third = step.score_batch(everything, xs, ys)
+    assert step.counters.samples_scored == 24
+    assert torch.allclose(third.logits, model(xs).detach()) and not torch.allclose(third.logits, first.logits)
+    # a training forward is a record too: only the others are scored
+    step.epoch = 5
+    step.feedback(torch.arange(4), torch.zeros(4), torch.full((4, 3), 7.0), ys[:4])
+    mixed = step.score_batch(everything, xs, ys)
+    assert step.counters.samples_scored == 24 + 8 and step.counters.samples_reused == 12 + 4
+    assert torch.equal(mixed.logits[:4], torch.full((4, 3), 7.0))
+
+
+def test_score_every_one_records_nothing():
+    step, xs, ys = _step(torch.nn.Linear(4, 3), score_every=1)
+    assert step.memory is None
+    step.epoch = 1
+    step.score_batch(torch.arange(12), xs, ys)
+    assert "scores_reused_share" not in step.stats()
+
+
+def test_score_every_resumes_bit_identically(tmp_path):
+    from assist.api import train
+    from assist.events import Callback
+
+    values = {"dataset": "synthetic", "model": "fcnet16", "epochs": 4, "batch_size": 16, "num_threads": 1,
+              "strategy": "batchwise", "score_every": 2}
+
+    class CrashAfter(Callback):
+        def on_epoch_end(self, trainer, *, epoch, **info):
+            if epoch == 2:
+                raise RuntimeError("crash")
+
+    reference = train(values, out=tmp_path / "ref").history
+    with pytest.raises(RuntimeError):
+        train(values, out=tmp_path / "run", callbacks=[CrashAfter()])
+    resumed = train(values, out=tmp_path / "run").history
+    volatile = ("time", "wall_clock", "load_average", "rss", "cpu", "memory")
+    strip = lambda rows: [{k: v for k, v in r.items() if not any(w in k for w in volatile)} for r in rows]  # noqa: E731
+    assert strip(resumed) == strip(reference)
+    assert reference[1]["scores_reused"] > 0

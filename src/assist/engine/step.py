@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from assist.engine.accumulate import BatchAccumulator, Chunk, concat
+from assist.engine.score_memory import ScoreMemory
 from assist.events import Event
 from assist.models import features_and_logits
 from assist.selection import uniform_random
@@ -58,6 +59,7 @@ class EpochCounters:
     batch_raw_batches_max: int = 0
     raw_size_min: Optional[int] = None
     raw_size_max: Optional[int] = None
+    samples_reused: int = 0   # scores taken from the record instead of a forward (score_every)
 
 
 @dataclass
@@ -97,7 +99,7 @@ class SelectionStep:
                  num_classes: Optional[int] = None, labels: Optional[torch.Tensor] = None, data: Any = None,
                  train_reference: Optional[Callable[[ReferenceSpec], ReferenceResult]] = None,
                  emit: Optional[Callable[..., None]] = None, model_hint: str = "",
-                 runtime: Optional["Runtime"] = None) -> None:
+                 runtime: Optional["Runtime"] = None, score_every: int = 1) -> None:
         self.strategy = strategy
         self.runtime = runtime  # precision, memory format, compiled forward (engine/runtime.py); None: plain
         self.num_samples = num_samples
@@ -119,6 +121,11 @@ class SelectionStep:
         self.epoch = 0
         self.epoch_accepted: list[torch.Tensor] = []   # indices trained this epoch (non-accumulating filters)
         self.open_raw_batches = 0   # raw batches the batch now gathering has consumed (across epochs)
+        self.memory: Optional[ScoreMemory] = None   # score_every > 1: recorded logits (engine/score_memory.py)
+        if score_every > 1:
+            if num_classes is None:
+                raise ValueError("score_every needs num_classes (the width of the recorded logits)")
+            self.memory = ScoreMemory(num_samples, num_classes, score_every)
 
     # ------------------------------------------------------------------ the epoch
     def plan(self, epoch: int) -> torch.Tensor:
@@ -139,7 +146,7 @@ class SelectionStep:
         batch = RawBatch(indices=indices, x=x, y=y)
         scores = None
         if needs.scores:
-            scores = self.score(x, y, needs)
+            scores = self.score_batch(indices, x, y, needs)
             self.emit(Event.BATCH_SCORED, batch=batch, scores=scores)
         selection = self.strategy.select(batch, scores, self.context)
         self.emit(Event.BATCH_SELECTED, batch=batch, selection=selection)
@@ -204,10 +211,36 @@ class SelectionStep:
         """What the training step saw for a batch the step handed out: per-sample losses
         (before weights), the training forward's outputs and the labels."""
         self.strategy.feedback(indices, losses.detach().float(), logits.detach().float(), labels)
+        if self.memory is not None:  # the training forward's logits are the newest record
+            self.memory.record(indices, logits, self.epoch)
         self.counters.steps += 1
         self.counters.samples_trained += int(indices.shape[0])
 
     # ------------------------------------------------------------------ scoring forwards
+    def score_batch(self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                    needs: Optional[LoopNeeds] = None) -> Scores:
+        """Scores of samples ``indices``: a fresh forward, or (``score_every`` > 1) the recorded
+        logits of those scored or trained recently, and a forward of the rest only. Strategies
+        that need features always score fresh."""
+        needs = needs or self.strategy.needs()
+        if self.memory is None or needs.features:
+            return self.score(x, y, needs)
+        indices = indices.cpu()
+        reuse = self.memory.fresh(indices, self.epoch)
+        if not bool(reuse.any()):
+            scores = self.score(x, y, needs)
+            self.memory.record(indices, scores.logits, self.epoch)
+            return scores
+        logits = self.memory.logits[indices].to(x.device)
+        stale = ~reuse
+        if bool(stale.any()):
+            on_device = stale.to(x.device)
+            fresh = self.score(x[on_device], y[on_device], needs)
+            logits[on_device] = fresh.logits
+            self.memory.record(indices[stale], fresh.logits, self.epoch)
+        self.counters.samples_reused += int(reuse.sum())
+        return Scores(logits=logits, losses=self.score_fn(logits, y).float())
+
     @torch.no_grad()
     def score(self, x: torch.Tensor, y: torch.Tensor, needs: Optional[LoopNeeds] = None) -> Scores:
         """No-grad forward in eval mode (``scoring_mode=train`` keeps train mode); the model's
@@ -238,8 +271,9 @@ class SelectionStep:
         """Score training samples by index, in chunks of ``eval_batch_size`` (epochwise plans)."""
         parts, labels = [], []
         for start in range(0, int(indices.shape[0]), self.eval_batch_size):
-            x, y = self.fetch(indices[start:start + self.eval_batch_size])
-            parts.append(self.score(x, y))
+            part = indices[start:start + self.eval_batch_size]
+            x, y = self.fetch(part)
+            parts.append(self.score_batch(part, x, y))
             labels.append(y)
         if not parts:
             empty = torch.empty(0)
@@ -265,13 +299,18 @@ class SelectionStep:
             **(figure6(c, self.open_raw_batches) if accumulate else
                {"raw_batches_per_batch_mean": None, "raw_batches_per_batch_max": None, "overflow_per_batch": None}),
         }
+        if self.memory is not None:
+            looked_up = c.samples_reused + c.samples_scored
+            stats["scores_reused"] = c.samples_reused
+            stats["scores_reused_share"] = c.samples_reused / looked_up if looked_up else None
         stats.update(self.strategy.epoch_metrics())
         return stats
 
     def state_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy.state_dict(), "accumulator": self.accumulator.state_dict(),
                 "counters": asdict(self.counters), "epoch": self.epoch, "open_raw_batches": self.open_raw_batches,
-                "epoch_accepted": torch.cat(self.epoch_accepted) if self.epoch_accepted else torch.zeros(0).long()}
+                "epoch_accepted": torch.cat(self.epoch_accepted) if self.epoch_accepted else torch.zeros(0).long(),
+                **({"score_memory": self.memory.state_dict()} if self.memory is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
         """Restore; checkpoints written before the step existed carry no counters or epoch."""
@@ -282,3 +321,5 @@ class SelectionStep:
         self.open_raw_batches = int(state.get("open_raw_batches", 0))
         accepted = state.get("epoch_accepted")
         self.epoch_accepted = [accepted] if accepted is not None and accepted.numel() else []
+        if self.memory is not None and state.get("score_memory") is not None:
+            self.memory.load_state_dict(state["score_memory"])

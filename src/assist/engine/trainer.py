@@ -81,7 +81,7 @@ class Trainer:
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
             fetch=self.fetch, eval_batch_size=config.eval_batch_size, model=self.model,
             num_classes=data.num_classes, labels=data.train_labels, data=data, train_reference=self.fit_reference,
-            emit=self.emit, runtime=self.runtime)
+            emit=self.emit, runtime=self.runtime, score_every=config.score_every)
         self.state = TrainState()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
