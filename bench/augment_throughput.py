@@ -84,6 +84,40 @@ def pil_batch_fn(recipe: str, images_hwc: np.ndarray, seed: int) -> Callable[[np
     return lambda indices: torch.stack([one(int(i)) for i in indices])
 
 
+class _PILDataset(torch.utils.data.Dataset):
+    """The per-sample PIL pipeline as a Dataset, for a DataLoader with worker processes."""
+
+    def __init__(self, recipe: str, images_hwc: np.ndarray) -> None:
+        self.recipe, self.images_hwc = recipe, images_hwc
+        self.fn = None
+
+    def __len__(self) -> int:
+        return len(self.images_hwc)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self.fn is None:  # one generator per worker process
+            info = torch.utils.data.get_worker_info()
+            self.fn = pil_batch_fn(self.recipe, self.images_hwc, 1 + (info.id if info else 0))
+        return self.fn([i])[0]
+
+
+def dataloader_fn(recipe: str, images_hwc: np.ndarray, batch: int, workers: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A DataLoader over the PIL Dataset with ``workers`` processes; each call returns its next batch."""
+    loader = torch.utils.data.DataLoader(_PILDataset(recipe, images_hwc), batch_size=batch, shuffle=True,
+                                         num_workers=workers, persistent_workers=True, prefetch_factor=4,
+                                         generator=torch.Generator().manual_seed(0))
+    state = {"it": iter(loader)}
+
+    def next_batch(indices: torch.Tensor) -> torch.Tensor:
+        try:
+            return next(state["it"])
+        except StopIteration:
+            state["it"] = iter(loader)
+            return next(state["it"])
+
+    return next_batch
+
+
 def torch_loop_fn(pipe: BatchPipeline, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """The pipeline's own maths, but one image at a time (what a per-sample Dataset would do)."""
     gen = torch.Generator().manual_seed(seed)
@@ -143,6 +177,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each of the 5 timing windows")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "augment_throughput.json"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the PIL baseline")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled pipeline rows")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -161,12 +197,21 @@ def main() -> None:
         if recipe != "none":
             cpu_pipe = BatchPipeline(images, labels, MEAN, STD, augmentation=recipe)
             methods.append(("torch per-sample loop (batch of 1)", torch_loop_fn(cpu_pipe, 1), torch.device("cpu")))
+        loader_label = f"PIL per-sample in a DataLoader ({args.workers} workers)"
+        methods.append((loader_label, dataloader_fn(recipe, images_hwc, args.batch_size, args.workers),
+                        torch.device("cpu")))
         methods.append((f"BatchPipeline ({device.type}, vectorised)", lambda idx, p=pipe, g=pipe_gen: p.batch(idx, g)[0], device))
-        base = None
+        if recipe != "none" and not args.no_compile:
+            compiled = BatchPipeline(images, labels, MEAN, STD, augmentation=recipe, device=device, compiled=True)
+            methods.append((f"BatchPipeline ({device.type}, compiled)",
+                            lambda idx, p=compiled, g=torch.Generator().manual_seed(1): p.batch(idx, g)[0], device))
+        base, loader_rate = None, None
         for method, fn, dev in methods:
             rate = images_per_second(fn, args.num_images, args.batch_size, args.seconds, dev)
             base = base or rate
-            rows.append({"recipe": recipe, "method": method, "images_per_s": round(rate), "speedup_vs_pil": round(rate / base, 2)})
+            loader_rate = rate if method == loader_label else loader_rate
+            rows.append({"recipe": recipe, "method": method, "images_per_s": round(rate), "speedup_vs_pil": round(rate / base, 2),
+                         "speedup_vs_dataloader": round(rate / loader_rate, 2) if loader_rate else None})
             print(f"{recipe:7s} {method:46s} {rate:12,.0f} img/s  x{rate / base:6.2f}", flush=True)
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
@@ -182,9 +227,10 @@ def main() -> None:
 
     print(f"\n### Augmentation throughput (batch {args.batch_size}, 3x32x32 uint8)\n")
     print(f"Command: `{command}`  \nMachine: {machine}  \nDate: {date} ({load})\n")
-    print("| recipe | method | images/s | speed-up vs PIL per-sample |\n| --- | --- | ---: | ---: |")
+    print("| recipe | method | images/s | vs PIL, 1 process | vs PIL DataLoader |\n| --- | --- | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['recipe']} | {r['method']} | {r['images_per_s']:,} | {r['speedup_vs_pil']:.2f}x |")
+        loader = f"{r['speedup_vs_dataloader']:.2f}x" if r["speedup_vs_dataloader"] else "—"
+        print(f"| {r['recipe']} | {r['method']} | {r['images_per_s']:,} | {r['speedup_vs_pil']:.2f}x | {loader} |")
     print(f"\nwrote {out}")
 
 

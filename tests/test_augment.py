@@ -233,3 +233,21 @@ def test_clear_errors():
         recipe.sample_params(2, None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="hue"):
         Augmentation("bad", (32, 32), hue=0.7)
+
+
+@pytest.mark.parametrize("name", ["light", "thesis"])
+def test_the_compiled_kernels_give_the_eager_result(name):
+    from assist.engine.runtime import compiler_problem
+
+    problem = compiler_problem("cpu")
+    if problem:
+        pytest.skip(problem)
+    aug = make_augmentation(name, (32, 32))
+    g = torch.Generator().manual_seed(3)
+    for batch in (17, 64):  # two sizes: dynamic shapes, no recompilation per size
+        x = torch.rand(batch, 3, 32, 32, generator=g)
+        params = aug.sample_params(batch, g)
+        eager = aug.apply(x, params)
+        compiled = aug.apply(x, params, compiled=True)
+        assert compiled.shape == eager.shape
+        assert torch.allclose(compiled, eager, atol=1e-5), (compiled - eager).abs().max()

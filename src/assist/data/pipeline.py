@@ -33,7 +33,9 @@ class BatchPipeline:
         std: Sequence[float],
         augmentation: str = "none",
         device: str | torch.device = "cpu",
+        compiled: bool = False,
     ) -> None:
+        self.compiled = compiled  # augmentation through torch.compile (the run's ``compile`` key)
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise DataError(f"BatchPipeline: images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels.dtype != torch.int64 or tuple(labels.shape) != (images.shape[0],):
@@ -90,7 +92,7 @@ class BatchPipeline:
                 if generator is None:
                     raise ValueError(f"BatchPipeline.batch: augmentation {self.augmentation.name!r} needs a generator or params")
                 params = self.augmentation.sample_params(int(indices.shape[0]), generator)
-            x = self.augmentation.apply(x, params)
+            x = self.augmentation.apply(x, params, compiled=self.compiled)
         elif params:
             raise ValueError(f"BatchPipeline.batch: augmentation 'none' takes no params, got keys {sorted(params)}")
         return (x - self.mean) / self.std, self.labels[indices]

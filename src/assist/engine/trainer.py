@@ -67,7 +67,7 @@ class Trainer:
         self.evaluate_epochs = evaluate  # False: no per-epoch evaluation (reference models)
         self.augmentation = resolve_augmentation(config.data_augmentation, config.augmentation_recipe, data)
         self.train_data = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std,
-                                        augmentation=self.augmentation, device=self.device)
+                                        augmentation=self.augmentation, device=self.device, compiled=config.compile)
         self.train_eval_data = BatchPipeline(self.train_data.images, self.train_data.labels, data.mean,
                                              data.std, augmentation="none", device=self.device)
         self.test_data = BatchPipeline(data.test_images, data.test_labels, data.mean, data.std,
