@@ -15,6 +15,29 @@ SHARED_DATA = Path(os.environ.get("ASSIST_SHARED_DATA", REPO.parent / "shared" /
 REQUIRE_ALL = os.environ.get("CI", "").lower() == "true"
 
 
+# Metrics that measure the machine, not the training: they legitimately differ between runs.
+def _volatile() -> set[str]:
+    from assist.metrics.system import system_metrics
+
+    return {"wall_clock_s", "train_time_s", "epoch_time_s", *system_metrics(torch.device("cpu"))}
+
+
+VOLATILE = _volatile()
+
+
+def deterministic(rows: list[dict]) -> list[dict]:
+    """Metrics rows without the machine-dependent keys: what a resumed run must reproduce."""
+    return [{k: v for k, v in row.items() if k not in VOLATILE and not k.startswith("gpu_")} for row in rows]
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """Runs that set num_threads change this process's threads: give the other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def unavailable(reason: str, *, module: bool = False) -> None:
     """Skip a test (or, with ``module``, a whole test module) whose requirement is missing
     here; under CI, fail instead."""

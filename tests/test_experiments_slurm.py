@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 submitit = pytest.importorskip("submitit", reason="the cluster extra (submitit) is not installed")
@@ -25,26 +24,14 @@ from assist.experiments import slurm  # noqa: E402
 from assist.experiments.locks import lock_holder  # noqa: E402
 from assist.experiments.spec import SlurmOptions  # noqa: E402
 from assist.experiments.sweep import plan_sweep, run_sweep  # noqa: E402
-from assist.metrics.system import system_metrics  # noqa: E402
 from assist.tracking import RunStore  # noqa: E402
+from conftest import deterministic  # noqa: E402
 
-VOLATILE = {"wall_clock_s", "train_time_s", "epoch_time_s", *system_metrics(torch.device("cpu"))}
 SPEC = {"name": "slurm-test",
         "base": {"dataset": "synthetic", "model": "fcnet16", "epochs": 5, "batch_size": 1, "learning_rate": 0.01,
                  "num_threads": 1},
         "seeds": [0, 1],
         "slurm": {"time": 10, "cpus": 1, "mem": "1G", "array_parallelism": 2}}
-
-
-@pytest.fixture
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def strip(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
@@ -98,7 +85,7 @@ def check_runs(plan, out: Path, tmp_path: Path, preempted) -> None:
         assert RunStore(path).read_summary()["status"] == "completed"
         assert (path / "train.log").read_text().count("end: completed") == 1
         reference = train(run.config, out=tmp_path / "ref" / run.name)
-        assert strip(RunStore(path).read_metrics()) == strip(reference.history), run.name
+        assert deterministic(RunStore(path).read_metrics()) == deterministic(reference.history), run.name
     assert "resume from epoch" in (out / preempted.name / "train.log").read_text()
     assert "Caught signal SIGUSR2" in (out / "logs" / f"{preempted.name}.log").read_text()
 

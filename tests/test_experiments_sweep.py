@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from assist.api import train
@@ -32,12 +31,6 @@ SPEC = {
     "seeds": [0],
 }
 
-
-@pytest.fixture
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 class StopAt(Callback):

@@ -9,14 +9,10 @@ from assist.api import make_config
 from assist.config import ConfigError
 from assist.engine.runtime import compiler_problem
 from assist.engine.trainer import Trainer
-from conftest import make_toy_dataset
+from conftest import deterministic, make_toy_dataset
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
 def trainer(data, **values) -> Trainer:
@@ -159,7 +155,5 @@ def test_score_every_resumes_bit_identically(tmp_path):
     with pytest.raises(RuntimeError):
         train(values, out=tmp_path / "run", callbacks=[CrashAfter()])
     resumed = train(values, out=tmp_path / "run").history
-    volatile = ("time", "wall_clock", "load_average", "rss", "cpu", "memory")
-    strip = lambda rows: [{k: v for k, v in r.items() if not any(w in k for w in volatile)} for r in rows]  # noqa: E731
-    assert strip(resumed) == strip(reference)
+    assert deterministic(resumed) == deterministic(reference)
     assert reference[1]["scores_reused"] > 0

@@ -16,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 import faults_tally
 from assist.cli import main
@@ -182,12 +181,6 @@ def test_a_damaged_zip_is_one_line(tmp_path):
     with pytest.raises(DataError, match="damaged.zip: cannot read zip archive"):
         list(iter_archive(archive))
 
-
-@pytest.fixture
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_a_pickle_payload_in_a_checkpoint_is_never_run(tmp_path, capsys, keep_torch_threads):

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 import faults_tally
+from conftest import deterministic
 
 from assist.api import train
 from assist.cli import main, resolve_values
 from assist.api import make_config
 from assist.engine.checkpoint import checkpoint_paths, load_latest_checkpoint
 from assist.events import Callback
-from assist.metrics.system import system_metrics
 from assist.tracking import RunDirError, RunStore
 
 # One thread: results must not depend on thread scheduling, and the shared test machine is busy.
@@ -33,14 +33,6 @@ STRATEGIES = {
     "batchwise_accumulation": ["batch_size=3", "batch_filtering=true", "accumulation_batch_size=8", "filter=none",
                                "selector=top_q", "select_q=0.5", "overflow=carry"],
 }
-# Keys that measure the machine, not the training: they legitimately differ between runs.
-VOLATILE = {"wall_clock_s", "train_time_s", "epoch_time_s", *system_metrics(torch.device("cpu"))}
-
-
-def deterministic(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in VOLATILE and not k.startswith("gpu_")} for row in rows]
-
-
 def assert_same_run(path: Path, reference: Path) -> None:
     run, ref = RunStore(path), RunStore(reference)
     assert run.read_summary()["status"] == "completed"
@@ -87,13 +79,6 @@ def kill_mid_epoch(processes: dict[str, subprocess.Popen], dirs: dict[str, Path]
                 process.wait()
         time.sleep(0.002)
 
-
-@pytest.fixture
-def keep_torch_threads():
-    """The runs set num_threads=1 in this process; give the other tests their threads back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_sigkill_mid_epoch_then_rerun_is_bit_identical(tmp_path: Path, keep_torch_threads):

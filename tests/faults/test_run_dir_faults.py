@@ -21,22 +21,18 @@ import pytest
 import torch
 
 import faults_tally
+from conftest import deterministic
 from assist.api import make_config, train
 from assist.cli import main
 from assist.engine.checkpoint import checkpoint_paths, digest_path
 from assist.events import Callback
 from assist.files import PART_SUFFIX
-from assist.tracking import RunDirError, RunStore
+from assist.tracking import RunStore
 
 ARGS = ["dataset=synthetic", "model=fcnet16", "epochs=5", "batch_size=8", "rng_seed=3", "num_threads=1"]
-VOLATILE = ("time", "wall_clock", "load_average", "rss", "cpu", "gpu", "memory")
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
 def cli(args: list[str], capsys) -> tuple[int, str]:
@@ -65,10 +61,6 @@ def config(**changes):
     from assist.cli import resolve_values
 
     return make_config(resolve_values(None, tuple(f"{k}={v}" for k, v in values.items())))
-
-
-def deterministic(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if not any(word in k for word in VOLATILE)} for row in rows]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import faults_tally
+from conftest import deterministic
 import torch
 import yaml
 
@@ -21,7 +22,6 @@ from assist.api import train
 from assist.engine.checkpoint import load_latest_checkpoint
 from assist.experiments.locks import lock_holder
 from assist.experiments.sweep import plan_sweep
-from assist.metrics.system import system_metrics
 from assist.tracking import RunStore
 
 EPOCHS = 8  # 48 epochs in all: three kills of 1-4 epochs plus a fraction land mid-sweep on a fast machine too
@@ -39,7 +39,6 @@ SPEC = {
     },
     "seeds": [0, 1],
 }
-VOLATILE = {"wall_clock_s", "train_time_s", "epoch_time_s", *system_metrics(torch.device("cpu"))}
 KILLS = 3
 
 
@@ -70,12 +69,6 @@ def wait_for_locks_free(out: Path, timeout: float = 20.0) -> None:
         assert time.monotonic() < deadline, "a worker of a killed sweep kept its lock"
         time.sleep(0.05)
 
-
-@pytest.fixture
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
@@ -125,8 +118,7 @@ def test_sweep_killed_repeatedly_then_finished_by_two_sweeps(tmp_path: Path, kee
         reference = train(run.config, out=tmp_path / "ref" / run.name)
         rows = store.read_metrics()
         assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
-        strip = lambda rows: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]  # noqa: E731
-        assert strip(rows) == strip(reference.history), f"(seed {seed}) {run.name} differs from its reference"
+        assert deterministic(rows) == deterministic(reference.history), f"(seed {seed}) {run.name} differs from its reference"
         final = load_latest_checkpoint(path / "checkpoints")["model"]
         expected = load_latest_checkpoint(tmp_path / "ref" / run.name / "checkpoints")["model"]
         assert all(torch.equal(final[k], expected[k]) for k in expected), run.name
