@@ -140,18 +140,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except StorageError as error:  # disk full, quota, read-only: the last good state is kept
-        if os.environ.get("ASSIST_DEBUG"):
-            raise
-        click.echo(f"assist: error: {error}", err=True)
-        sys.exit(1)
-    except (DataError, RunDirError, *USER_ERRORS) as error:
+    except (StorageError, DataError, RunDirError, *USER_ERRORS) as error:
         if os.environ.get("ASSIST_DEBUG"):
             raise
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
         for line in message.splitlines() or [""]:  # several bad runs of a sweep: one line each
             click.echo(f"assist: error: {line}", err=True)
-        sys.exit(2)
+        # a full disk (quota, read-only) is not the input's fault: exit 1, the last good state kept
+        sys.exit(1 if isinstance(error, StorageError) else 2)
 
 
 if __name__ == "__main__":

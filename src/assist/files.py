@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Iterator, Union
 
@@ -45,6 +45,18 @@ def is_storage_error(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in STORAGE_ERRNOS
 
 
+@contextmanager
+def storage_errors(path: PathLike) -> Iterator[None]:
+    """Storage failures inside the block (no space, quota, read-only, too large) become a
+    StorageError naming ``path``; every other error passes unchanged."""
+    try:
+        yield
+    except OSError as error:
+        if is_storage_error(error):
+            raise storage_error(error, path) from None
+        raise
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -65,27 +77,20 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str | None = None
     ``durable=False`` skips the fsyncs (files that are cheap to write again, such as a
     report's figures): still whole or absent, but possibly lost in a power cut."""
     path = Path(path)
-    try:
+    with storage_errors(path):
         fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
-    except OSError as error:
-        if is_storage_error(error):
-            raise storage_error(error, path) from None
-        raise
     temp = Path(temp_name)
     try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, mode, encoding=encoding) as handle:
-            yield handle
-            handle.flush()
+        with storage_errors(path):
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, mode, encoding=encoding) as handle:
+                yield handle
+                handle.flush()
+                if durable:
+                    os.fsync(handle.fileno())
+            os.replace(temp, path)
             if durable:
-                os.fsync(handle.fileno())
-        os.replace(temp, path)
-        if durable:
-            _fsync_dir(path.parent)
-    except OSError as error:
-        if is_storage_error(error):
-            raise storage_error(error, path) from None
-        raise
+                _fsync_dir(path.parent)
     finally:
         temp.unlink(missing_ok=True)  # a no-op after the rename
 
@@ -102,29 +107,21 @@ def append_line(path: PathLike, line: str) -> None:
     a full disk never leaves half a line behind."""
     path = Path(path)
     data = (line + "\n").encode("utf-8")
-    try:
+    with storage_errors(path):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except OSError as error:
-        if is_storage_error(error):
-            raise storage_error(error, path) from None
-        raise
-    try:
-        start = os.fstat(fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError as error:
+            start = os.fstat(fd).st_size
             try:
-                os.ftruncate(fd, start)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
             except OSError:
-                pass
-            if is_storage_error(error):
-                raise storage_error(error, path) from None
-            raise
-    finally:
-        os.close(fd)
+                with suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
 
 
 def remove_stale_parts(directory: PathLike) -> int:

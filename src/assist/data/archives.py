@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from assist.data.base import DataError
-from assist.files import is_storage_error, storage_error
+from assist.files import storage_errors
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
@@ -221,12 +221,8 @@ def safe_extract(path: Path, dest: Path) -> list[Path]:
                 continue
             target = staging.joinpath(*rel)
             target.parent.mkdir(parents=True, exist_ok=True)
-            try:
+            with storage_errors(dest.joinpath(*rel)):
                 target.write_bytes(data)
-            except OSError as error:
-                if is_storage_error(error):
-                    raise storage_error(error, dest.joinpath(*rel)) from None
-                raise
             written.append((target, dest.joinpath(*rel)))
         for staged, final in written:
             final.parent.mkdir(parents=True, exist_ok=True)

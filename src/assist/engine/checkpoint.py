@@ -49,11 +49,12 @@ def save_checkpoint(directory: Path, epoch: int, state: dict[str, Any]) -> Path:
     target.unlink(missing_ok=True)  # an epoch trained again after a fallback: never pair old data and new digest
     atomic_write(digest_path(target), f"{hashlib.sha256(data).hexdigest()}  {target.name}\n")
     atomic_write(target, data)
-    kept = checkpoint_paths(directory)[:KEEP]
-    for old in checkpoint_paths(directory)[KEEP:]:
+    paths = checkpoint_paths(directory)
+    for old in paths[KEEP:]:
         old.unlink(missing_ok=True)
+    kept = {digest_path(p).name for p in paths[:KEEP]}
     for sidecar in directory.glob(f"epoch-*.pt{DIGEST_SUFFIX}"):  # old ones, and any left by a kill
-        if sidecar.name[: -len(DIGEST_SUFFIX)] not in {p.name for p in kept}:
+        if sidecar.name not in kept:
             sidecar.unlink(missing_ok=True)
     return target
 
@@ -79,7 +80,7 @@ def read_checkpoint(path: Path) -> Any:
     data = path.read_bytes()
     sidecar = digest_path(path)
     if sidecar.is_file():
-        want = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
+        want = (sidecar.read_text().split() or [""])[0]
         if hashlib.sha256(data).hexdigest() != want:
             raise ValueError("checksum mismatch (the file changed after it was written)")
     try:

@@ -178,9 +178,8 @@ def run_sweep(plan: SweepPlan, *, executor: str = "local", workers: Optional[int
 def _run_submitit(plan: SweepPlan, tasks: list[RunTask], executor: str, workers: Optional[int],
                   wait: Optional[bool], report: SweepReport, on_outcome: Callable[[Outcome], None],
                   echo: Callable[[str], None]) -> None:
-    from assist.experiments import slurm
+    from assist.experiments import slurm  # its requirements were checked by run_sweep
 
-    slurm.require_submitit()
     try:
         if executor == "submitit-local":
             from assist.experiments.local import available_cores
