@@ -35,8 +35,9 @@ def counters(row: dict) -> dict:
     return picked
 
 
-def selector_loop(values: dict, data, epochs: int) -> tuple[torch.nn.Module, list[dict]]:
-    """A hand-written loop over a DataLoader with the trainer's model, optimizer and inputs."""
+def selector_loop(values: dict, data, epochs: int, wrap=None) -> tuple[torch.nn.Module, list[dict]]:
+    """A hand-written loop over a DataLoader with the trainer's model, optimizer and inputs
+    (``wrap``: what the training forward goes through, e.g. DistributedDataParallel)."""
     config = make_config(values)
     pipeline = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std, augmentation="none")
     x, y = pipeline.batch(torch.arange(data.num_train), None)
@@ -47,11 +48,12 @@ def selector_loop(values: dict, data, epochs: int) -> tuple[torch.nn.Module, lis
     selector = Selector(config.strategy, dataset, batch_size=config.batch_size, epochs=epochs,
                         seed=config.rng_seed, data=data, **options)
     loader = DataLoader(dataset, batch_sampler=selector.batch_sampler())
+    forward = wrap(model) if wrap is not None else model
     stats = []
     for _ in range(epochs):
         for xb, yb, index, weight in selector.batches(loader, model):
             model.train()
-            out = model(xb)
+            out = forward(xb)
             losses = F.cross_entropy(out, yb, reduction="none")
             optimizer.zero_grad(set_to_none=True)
             (losses * weight).mean().backward()

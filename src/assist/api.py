@@ -13,6 +13,7 @@ from assist.config import TrainConfig, identity_dump
 from assist.data.base import DataError, ImageDataset
 from assist.engine.callbacks import RunRecorder
 from assist.engine.checkpoint import Checkpointer, resume_trainer
+from assist.engine.distributed import Group
 from assist.events import Callback
 from assist.engine.trainer import Trainer, TrainState
 from assist.models import build_model
@@ -66,41 +67,87 @@ def load_data(config: TrainConfig) -> ImageDataset:
 
 
 def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bool = False,
-          data: Optional[ImageDataset] = None, callbacks: Iterable[Callback] = ()) -> RunResult:
+          data: Optional[ImageDataset] = None, callbacks: Iterable[Callback] = (),
+          group: Optional[Group] = None) -> RunResult:
     """Train one run. With ``out`` the run directory is written as training goes; an unfinished
     run there with the same config is resumed from its last checkpoint. Everything that can be
     checked before training (config, data, model/data fit, directory) is checked first, so bad
-    input never leaves a half-written run directory."""
+    input never leaves a half-written run directory.
+
+    Under a distributed launcher (``assist train --nproc N``, ``torchrun -m assist``, a Slurm
+    job step) the run is data-parallel (docs/distributed.md): rank 0 checks and writes the run
+    directory and sends the resumed state to the other ranks; ``callbacks`` run on every rank."""
     config = as_config(config)
     apply_threads(config)
-    data = data if data is not None else load_data(config)
+    group = group if group is not None else Group.from_environment(config.device)
+    group.check(config)
+    if data is None:  # rank 0 first: a download or a bad data set happens (or fails) once
+        data = group.first(lambda: load_data(config))
+        data = data if group.is_main else load_data(config)
     model = build_model(config, data)  # checks that the model takes the data's images
     strategy = build_strategy(config)
-    trackers = tracker_callbacks(config.trackers, out)  # packages checked before the directory is touched
+    trackers = tracker_callbacks(config.trackers, out) if group.is_main else []  # packages checked first
     if out is None:
-        trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=list(callbacks))
+        trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=list(callbacks), group=group)
         return RunResult(config=config, state=trainer.fit(), summary=trainer.summary(), path=None)
+    if not group.is_main:
+        return _follow(config, data, model, strategy, list(callbacks), group, Path(out))
     store = RunStore(out)
-    store.check_usable(restart=restart)  # refuse a directory ASSIST did not write before touching it
-    lock = store.lock()  # held until the run ends: a second process on this directory stops here
+    # refuse a directory ASSIST did not write before touching it; the lock is held until the
+    # run ends, so a second process on this directory stops here
+    lock, resume = group.first(lambda: _open_store(store, config, restart))
+    try:
+        recorders = [RunRecorder(store), Checkpointer(store.path / "checkpoints", config.checkpoint_every), *trackers]
+        trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=[*recorders, *callbacks], group=group)
+        epoch = group.first(lambda: resume_trainer(trainer, store.path / "checkpoints") if resume else 0)
+        if resume:
+            store.rewrite_metrics(trainer.state.history if epoch else [])
+            if not store.marked:
+                store.mark()  # a run from before the marker existed: adopt it
+            store.log(f"resume from epoch {epoch}" if epoch else "resume from the start")
+        group.broadcast(cpu_state(trainer.state_dict()) if epoch else None)  # the other ranks' starting point
+        state = trainer.fit()
+    finally:
+        lock.release()
+    return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path)
+
+
+def _open_store(store: RunStore, config: TrainConfig, restart: bool):
+    """Check the run directory, lock it, and create it or check that it resumes this config;
+    the lock, and whether the run resumes."""
+    store.check_usable(restart=restart)
+    lock = store.lock()
     try:
         resume = store.exists and not restart
         if resume:
             store.check_resumable(config.model_dump(mode="json"))
         else:
             store.create(config.model_dump(mode="json"), restart=restart)
-        recorders = [RunRecorder(store), Checkpointer(store.path / "checkpoints", config.checkpoint_every), *trackers]
-        trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=[*recorders, *callbacks])
-        if resume:
-            epoch = resume_trainer(trainer, store.path / "checkpoints")
-            store.rewrite_metrics(trainer.state.history if epoch else [])
-            if not store.marked:
-                store.mark()  # a run from before the marker existed: adopt it
-            store.log(f"resume from epoch {epoch}" if epoch else "resume from the start")
-        state = trainer.fit()
-    finally:
+    except BaseException:
         lock.release()
-    return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path)
+        raise
+    return lock, resume
+
+
+def _follow(config: TrainConfig, data: ImageDataset, model, strategy, callbacks: list, group: Group,
+            out: Path) -> RunResult:
+    """A rank other than 0 of a data-parallel run: the same steps as rank 0, writing nothing."""
+    group.first(lambda: None)   # rank 0's run directory (or its error)
+    trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=callbacks, group=group)
+    group.first(lambda: None)   # rank 0's resume (or its error)
+    state = group.broadcast(None)
+    if state is not None:
+        trainer.load_state_dict(state)
+    return RunResult(config=config, state=trainer.fit(), summary=trainer.summary(), path=out)
+
+
+def cpu_state(value: Any) -> Any:
+    """A state dict with every tensor on the CPU (to send between ranks)."""
+    if isinstance(value, dict):
+        return {k: cpu_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(cpu_state(v) for v in value)
+    return value.cpu() if hasattr(value, "cpu") and callable(value.cpu) and not isinstance(value, type) else value
 
 
 def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[str, Path, None] = None,

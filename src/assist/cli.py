@@ -36,8 +36,11 @@ def cli() -> None:
 @click.option("--config", "config_file", type=str, help="YAML file of config keys.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<name>).")
 @click.option("--restart", is_flag=True, help="Start over if --out holds an earlier run.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes of one data-parallel run (torch.distributed; docs/distributed.md).")
 @click.argument("overrides", nargs=-1)
-def train(config_file: Optional[str], out: Optional[str], restart: bool, overrides: tuple[str, ...]) -> None:
+def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: int,
+          overrides: tuple[str, ...]) -> None:
     """Train one run. OVERRIDES are key=value pairs (values read as YAML)."""
     from assist.api import run_name, train as train_run
     from assist.engine.callbacks import ProgressReporter
@@ -45,7 +48,15 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, overrid
 
     config = validate_run(resolve_values(config_file, overrides))
     target = Path(out) if out else Path("runs") / run_name(config)
-    result = train_run(config, out=target, restart=restart, callbacks=[ProgressReporter(label=config.strategy)])
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from assist.launch import launch_train
+
+        sys.exit(launch_train(nproc, config, target, config_file, restart, overrides))
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    callbacks = [ProgressReporter(label=config.strategy)] if main_rank else []
+    result = train_run(config, out=target, restart=restart, callbacks=callbacks)
+    if not main_rank:
+        return
     final = result.final
     click.echo(f"{result.summary['status']}: {config.strategy} on {config.dataset}/{config.model}, "
                f"{result.state.epoch} epochs, test accuracy {100 * final.get('test_accuracy', float('nan')):.2f}% "
@@ -129,6 +140,7 @@ _attach_optional_commands()
 
 def main(argv: Optional[list[str]] = None) -> None:
     from assist.data.base import DataError
+    from assist.engine.distributed import DistributedError
     from assist.files import StorageError
     from assist.tracking import RunDirError
 
@@ -140,14 +152,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except (StorageError, DataError, RunDirError, *USER_ERRORS) as error:
+    except (StorageError, DataError, RunDirError, DistributedError, *USER_ERRORS) as error:
         if os.environ.get("ASSIST_DEBUG"):
             raise
+        code = 1 if isinstance(error, (StorageError, DistributedError)) else 2
+        if int(os.environ.get("RANK", "0")) != 0:
+            sys.exit(code)   # a data-parallel run: rank 0 says it once (the same error reaches every rank)
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
         for line in message.splitlines() or [""]:  # several bad runs of a sweep: one line each
             click.echo(f"assist: error: {line}", err=True)
         # a full disk (quota, read-only) is not the input's fault: exit 1, the last good state kept
-        sys.exit(1 if isinstance(error, StorageError) else 2)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

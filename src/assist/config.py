@@ -71,6 +71,8 @@ class TrainConfig(BaseModel):
     channels_last: bool = False                          # NHWC weights and inputs (conv models)
     compile: bool = False                                # torch.compile(model, dynamic=True)
     score_every: int = Field(default=1, ge=1)            # n > 1: reuse scores under n epochs old
+    # data-parallel runs (docs/distributed.md): BatchNorm statistics over the whole batch
+    sync_batchnorm: bool = False
     # --- strategy
     strategy: Optional[str] = None          # None: derived from epoch/batch_filtering
     epoch_filtering: bool = False           # Algorithm 8
@@ -263,7 +265,7 @@ ADDED_KEYS: frozenset[str] = frozenset({
     "epoch_filter", "epoch_soft_margin", "epoch_selector", "epoch_select_k",
     "min_learning_rate", "warmup_epochs", "onecycle_start_factor", "onecycle_end_factor", "onecycle_peak_at",
     "label_smoothing", "grad_clip_norm", "precision", "score_precision", "channels_last", "compile",
-    "score_every",
+    "score_every", "sync_batchnorm",
 })
 
 

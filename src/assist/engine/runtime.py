@@ -50,14 +50,23 @@ class Runtime:
     score_precision: Optional[str] = None
     channels_last: bool = False
     compiled: Optional[Callable[..., torch.Tensor]] = None
+    # data-parallel runs (engine/distributed.py): the DDP wrapper training forwards go
+    # through (so gradients are averaged), compiled too under ``compile``; scoring forwards
+    # use the plain (or compiled) model, which needs no collective
+    trainer: Optional[Callable[..., torch.Tensor]] = None
 
     @classmethod
-    def build(cls, config: Any, model: torch.nn.Module, device: torch.device) -> "Runtime":
+    def build(cls, config: Any, model: torch.nn.Module, device: torch.device,
+              wrap: Optional[Callable[[torch.nn.Module], torch.nn.Module]] = None) -> "Runtime":
         channels_last = bool(config.channels_last) and has_convolutions(model)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         compiled = torch.compile(model, dynamic=True) if config.compile else None
-        return cls(device, config.precision, config.score_precision, channels_last, compiled)
+        trainer = None
+        if wrap is not None:
+            wrapped = wrap(model)
+            trainer = torch.compile(wrapped, dynamic=True) if config.compile else wrapped
+        return cls(device, config.precision, config.score_precision, channels_last, compiled, trainer)
 
     def autocast(self, *, scoring: bool = False) -> ContextManager:
         precision = (self.score_precision or self.precision) if scoring else self.precision
@@ -72,6 +81,12 @@ class Runtime:
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return (self.compiled if self.compiled is not None else model)(self.inputs(x))
+
+    def train_forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The training step's forward: through the DDP wrapper in a data-parallel run."""
+        if self.trainer is None:
+            return self.forward(model, x)
+        return self.trainer(self.inputs(x))
 
     def scaler(self) -> Optional["torch.amp.GradScaler"]:
         """float16 training needs its loss scaled; bfloat16 and float32 do not."""

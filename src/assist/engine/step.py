@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from assist.engine.accumulate import BatchAccumulator, Chunk, concat
+from assist.engine.distributed import Group
 from assist.engine.score_memory import ScoreMemory
 from assist.events import Event
 from assist.models import features_and_logits
@@ -99,8 +100,10 @@ class SelectionStep:
                  num_classes: Optional[int] = None, labels: Optional[torch.Tensor] = None, data: Any = None,
                  train_reference: Optional[Callable[[ReferenceSpec], ReferenceResult]] = None,
                  emit: Optional[Callable[..., None]] = None, model_hint: str = "",
-                 runtime: Optional["Runtime"] = None, score_every: int = 1) -> None:
+                 runtime: Optional["Runtime"] = None, score_every: int = 1,
+                 group: Optional[Group] = None) -> None:
         self.strategy = strategy
+        self.group = group or Group()   # DDP: scoring forwards split over ranks (engine/distributed.py)
         self.runtime = runtime  # precision, memory format, compiled forward (engine/runtime.py); None: plain
         self.num_samples = num_samples
         self.batch_size = batch_size
@@ -206,13 +209,22 @@ class SelectionStep:
         filler = Chunk(x, y, extra, None)
         return EpochClose([filler if buffered is None else concat([buffered, filler])], starved=True)
 
-    def feedback(self, indices: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor,
+    @property
+    def wants_feedback(self) -> bool:
+        """Whether the training forward's per-sample results feed anything: the strategy's
+        own ``feedback``, or the score record (``score_every``). Without, a data-parallel
+        step gathers only the batch's loss."""
+        return self.memory is not None or type(self.strategy).feedback is not Strategy.feedback
+
+    def feedback(self, indices: torch.Tensor, losses: Optional[torch.Tensor], logits: Optional[torch.Tensor],
                  labels: torch.Tensor) -> None:
         """What the training step saw for a batch the step handed out: per-sample losses
-        (before weights), the training forward's outputs and the labels."""
-        self.strategy.feedback(indices, losses.detach().float(), logits.detach().float(), labels)
-        if self.memory is not None:  # the training forward's logits are the newest record
-            self.memory.record(indices, logits, self.epoch)
+        (before weights), the training forward's outputs and the labels (losses and logits
+        may be None when nothing wants them, see ``wants_feedback``)."""
+        if losses is not None and logits is not None:
+            self.strategy.feedback(indices, losses.detach().float(), logits.detach().float(), labels)
+            if self.memory is not None:  # the training forward's logits are the newest record
+                self.memory.record(indices, logits, self.epoch)
         self.counters.steps += 1
         self.counters.samples_trained += int(indices.shape[0])
 
@@ -254,6 +266,10 @@ class SelectionStep:
         model.train(needs.scoring_mode == "train")
         features = None
         runtime = self.runtime
+        total, group = int(y.shape[0]), self.group
+        if group.splits(total):   # this rank scores its share; the whole is gathered below
+            a, b = group.bounds(total)
+            x = x[a:b]
         try:
             with runtime.autocast(scoring=True) if runtime else nullcontext():
                 if needs.features:
@@ -264,8 +280,12 @@ class SelectionStep:
         finally:
             model.train(was_training)
         outputs = outputs.float()
-        self.counters.samples_scored += int(y.shape[0])
-        return Scores(logits=outputs.float(), losses=self.score_fn(outputs, y).float(), features=features)
+        if group.splits(total):   # one all-gather of logits (and features) for the whole batch
+            width = int(outputs.shape[1])
+            both = group.gather_rows(outputs if features is None else torch.cat([outputs, features], 1), total)
+            outputs, features = both[:, :width], (None if features is None else both[:, width:])
+        self.counters.samples_scored += total
+        return Scores(logits=outputs, losses=self.score_fn(outputs, y).float(), features=features)
 
     def score_indices(self, indices: torch.Tensor) -> tuple[Scores, torch.Tensor]:
         """Score training samples by index, in chunks of ``eval_batch_size`` (epochwise plans)."""

@@ -20,6 +20,7 @@ from assist.data.augment import index_params
 from assist.data.base import ImageDataset
 from assist.data.pipeline import BatchPipeline, resolve_augmentation
 from assist.engine.accumulate import Chunk
+from assist.engine.distributed import Group
 from assist.engine.optim import build_optimizer, build_scheduler
 from assist.engine.runtime import Runtime
 from assist.engine.schedule import learning_rate, sets_lr_per_step
@@ -55,12 +56,17 @@ class TrainState:
 class Trainer:
     def __init__(self, config: TrainConfig, data: ImageDataset, *, model: Optional[torch.nn.Module] = None,
                  strategy: Optional[Strategy] = None, callbacks: Iterable[Callback] = (),
-                 evaluate: bool = True) -> None:
+                 evaluate: bool = True, group: Optional[Group] = None) -> None:
         self.config = config
         self.data = data
-        self.device = torch.device(config.device)
-        self.model = (model or build_model(config, data)).to(self.device)
-        self.runtime = Runtime.build(config, self.model, self.device)  # precision, NHWC, compile
+        self.group = group or Group()   # one process, or this rank of a DDP run (engine/distributed.py)
+        self.device = self.group.device(config.device)
+        self.model = model or build_model(config, data)
+        if self.group.active and config.sync_batchnorm:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model = self.model.to(self.device)
+        wrap = (lambda m: self.group.wrap(m, self.device)) if self.group.active else None
+        self.runtime = Runtime.build(config, self.model, self.device, wrap)  # precision, NHWC, compile, DDP
         self.scaler = self.runtime.scaler()
         self.strategy = strategy or build_strategy(config)
         self.callbacks = list(callbacks)
@@ -81,11 +87,12 @@ class Trainer:
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
             fetch=self.fetch, eval_batch_size=config.eval_batch_size, model=self.model,
             num_classes=data.num_classes, labels=data.train_labels, data=data, train_reference=self.fit_reference,
-            emit=self.emit, runtime=self.runtime, score_every=config.score_every)
+            emit=self.emit, runtime=self.runtime, score_every=config.score_every, group=self.group)
         self.state = TrainState()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
         self.lr_per_step = sets_lr_per_step(config)
+        self.step_seconds = 0.0   # this epoch's time in train_step (per rank under DDP)
 
     @property
     def counters(self):
@@ -113,6 +120,8 @@ class Trainer:
 
     def run_epoch(self, epoch: int, started: float) -> dict[str, Any]:
         epoch_start = time.perf_counter()
+        self.step_seconds = 0.0
+        self.group.take_comm_s()
         self.emit(Event.EPOCH_START, epoch=epoch)
         if self.config.epoch_filter_augmentation == "replay" and self.augmentation != "none":
             # one augmentation draw per sample for the whole epoch, shared by scoring and training
@@ -142,7 +151,8 @@ class Trainer:
             self.scheduler.step()
         train_seconds = time.perf_counter() - epoch_start
         self.state.train_time_s += train_seconds
-        row = self.metrics_row(epoch, closing.starved)
+        parallel = self.parallel_metrics(train_seconds) if self.group.active else {}
+        row = {**self.metrics_row(epoch, closing.starved), **parallel}
         self.state.wall_clock_s = time.perf_counter() - started
         row.update(epoch_time_s=time.perf_counter() - epoch_start, train_time_s=self.state.train_time_s,
                    wall_clock_s=self.state.wall_clock_s)
@@ -159,18 +169,29 @@ class Trainer:
         return self.train_data.batch(indices, self.generators["augment"])
 
     def train_step(self, chunk: Chunk) -> None:
+        started = time.perf_counter()
         self.model.train()
         if self.lr_per_step:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.config, self.progress)
+        part, scale = self.group.share(chunk)   # this rank's rows (all of them on one process)
         with self.runtime.autocast():
-            logits = self.runtime.forward(self.model, chunk.x)
+            logits = self.runtime.train_forward(self.model, part.x)
         logits = logits.float()  # losses in float32 whatever the forward's precision
         smoothing = self.config.label_smoothing
-        losses = F.cross_entropy(logits, chunk.y, reduction="none", label_smoothing=smoothing)
-        weighted = losses if chunk.weights is None else losses * chunk.weights.to(losses.device)
-        loss = weighted.mean()
-        if not torch.isfinite(loss):
+        losses = F.cross_entropy(logits, part.y, reduction="none", label_smoothing=smoothing)
+        weighted = losses if part.weights is None else losses * part.weights.to(losses.device)
+        loss = weighted.mean() * scale if scale != 1.0 else weighted.mean()
+        # strategies read plain per-sample cross-entropy, whatever the training loss smooths
+        plain = losses if not smoothing else F.cross_entropy(logits.detach(), part.y, reduction="none")
+        # the whole batch's per-sample results, on every rank (one all-gather under DDP): the
+        # weighted losses for the loss check, and what the strategy's feedback reads
+        wants = self.step.wants_feedback
+        local = weighted.detach()[:, None]
+        if wants:
+            local = torch.cat([local, plain.detach()[:, None], logits.detach()], 1)
+        rows = self.group.gather_rows(local, len(chunk))
+        if not bool(torch.isfinite(rows[:, 0].mean())):   # the same verdict on every rank
             raise DivergedError(f"non-finite loss at epoch {self.state.epoch + 1}, "
                                 f"step {self.state.total_steps + 1}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -187,18 +208,30 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.state.total_steps += 1
-        # strategies read plain per-sample cross-entropy, whatever the training loss smooths
-        plain = losses if not smoothing else F.cross_entropy(logits.detach(), chunk.y, reduction="none")
-        self.step.feedback(chunk.indices, plain, logits, chunk.y)
-        self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=loss.detach())
+        self.step.feedback(chunk.indices, rows[:, 1] if wants else None, rows[:, 2:] if wants else None, chunk.y)
+        self.step_seconds += time.perf_counter() - started
+        self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=rows[:, 0].mean())
 
     def evaluate(self, pipeline: BatchPipeline, indices: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample losses and correctness over a split (or a subset of it), eval mode."""
-        return per_sample_losses(self.model, pipeline, indices, self.config.eval_batch_size)
+        """Per-sample losses and correctness over a split (or a subset of it), eval mode;
+        under DDP each rank evaluates its share and every rank gets the whole."""
+        if not self.group.active:
+            return per_sample_losses(self.model, pipeline, indices, self.config.eval_batch_size)
+        if indices is None:
+            indices = torch.arange(int(pipeline.labels.shape[0]))
+        total = int(indices.shape[0])
+        a, b = self.group.bounds(total) if self.group.splits(total) else (0, total)
+        losses, correct = per_sample_losses(self.model, pipeline, indices[a:b], self.config.eval_batch_size)
+        both = self.group.gather_rows(torch.stack([losses.float(), correct.float()], 1), total, timed=False)
+        return both[:, 0], both[:, 1].bool()
 
     def fit_reference(self, spec: ReferenceSpec) -> ReferenceResult:
-        """A reference model for the strategy (RHO-LOSS), trained by this trainer's class."""
-        return fit_reference(self.data, spec, device=self.config.device, eval_batch_size=self.config.eval_batch_size)
+        """A reference model for the strategy (RHO-LOSS), trained by this trainer's class
+        (under DDP: on rank 0, its result sent to every rank, so all select alike)."""
+        result = None
+        if self.group.is_main:
+            result = fit_reference(self.data, spec, device=str(self.device), eval_batch_size=self.config.eval_batch_size)
+        return self.group.broadcast(result)
 
     # ------------------------------------------------------------------ metrics
     def _train_eval_subset(self) -> Optional[torch.Tensor]:
@@ -206,6 +239,17 @@ class Trainer:
         if size is None or size >= self.data.num_train:
             return None
         return torch.randperm(self.data.num_train, generator=self.generators["eval_subset"])[:size].sort().values
+
+    def parallel_metrics(self, train_seconds: float) -> dict[str, Any]:
+        """A DDP epoch's cost per rank: mean time per training step (forward, backward with
+        DDP's all-reduce, the feedback gather) and the seconds in selection collectives
+        (score and feedback all-gathers), with their largest share of a rank's epoch."""
+        ranks = self.group.all_objects((self.step_seconds, self.group.take_comm_s(), train_seconds))
+        steps = max(1, self.step.counters.steps)
+        return {"world_size": self.group.world_size,
+                "rank_step_time_s": [step / steps for step, _, _ in ranks],
+                "rank_selection_comm_s": [comm for _, comm, _ in ranks],
+                "selection_comm_share": max(comm / total if total else 0.0 for _, comm, total in ranks)}
 
     def metrics_row(self, epoch: int, starved: bool) -> dict[str, Any]:
         stats = self.step.stats()

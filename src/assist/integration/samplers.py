@@ -33,7 +33,8 @@ class EpochSampler(Sampler[int]):
 
 
 class EpochBatchSampler(Sampler[list[int]]):
-    """Yields the plan in raw batches, asking the strategy for the size of each one."""
+    """Yields the plan in raw batches, asking the strategy for the size of each one (under
+    DDP: this rank's share of each, see ``Selector.local_share``)."""
 
     def __init__(self, selector: "Selector") -> None:
         self.selector = selector
@@ -43,7 +44,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         start, total = 0, int(plan.shape[0])
         while start < total:
             size = self.selector.raw_batch_size
-            yield plan[start:start + size].tolist()
+            yield self.selector.local_share(plan[start:start + size]).tolist()
             start += size
 
     def __len__(self) -> int:

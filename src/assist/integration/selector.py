@@ -26,6 +26,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from assist.config import ConfigError
+from assist.engine.accumulate import Chunk
+from assist.engine.distributed import Group
 from assist.engine.step import EpochCounters, SelectionStep, cross_entropy_losses
 from assist.engine.trainer import fit_reference
 from assist.integration.batch import TrainBatch, as_train_batch, unpack
@@ -67,16 +69,25 @@ class Selector:
         self.num_workers = num_workers
         data = data if data is not None else (extras or {}).get("data")  # `extras` is the older spelling
         self.generators = {"shuffle": generator(seed, Stream.SHUFFLE), "select": generator(seed, Stream.SELECT)}
-        reference = None if data is None else (  # RHO-LOSS's reference model, trained by the Trainer
-            lambda spec: fit_reference(data, spec, device=str(self._model_device()),
-                                       eval_batch_size=self.config.eval_batch_size))
+        # under an initialised process group (yours, Lightning's DDP) selection is global: see
+        # batch_sampler() and docs/distributed.md
+        self.group = Group.current()
+        reference = None if data is None else (  # RHO-LOSS's reference model, trained by the Trainer on rank 0
+            lambda spec: self.group.broadcast(
+                fit_reference(data, spec, device=str(self._model_device()), eval_batch_size=self.config.eval_batch_size)
+                if self.group.is_main else None))
         self.core = SelectionStep(
             self.strategy, num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
             fetch=self._fetch, eval_batch_size=self.config.eval_batch_size, model=model, score_fn=score_fn,
             labels=labels, data=data, train_reference=reference,
-            model_hint=": pass it as Selector(..., model=model) or selector.batches(loader, model)")
+            model_hint=": pass it as Selector(..., model=model) or selector.batches(loader, model)",
+            group=self.group)
         self.pending: deque[TrainBatch] = deque()  # ready batches not yet handed out (step())
+        # DDP: the raw batches the batch sampler handed out (whole, in plan order), and the
+        # batches handed to the loop, awaiting their feedback (whole indices and targets)
+        self.raw_batches: deque[torch.Tensor] = deque()
+        self.handed: deque[Chunk] = deque()
         self.epoch = 0                 # epochs started
         self.epoch_open = False
         self.planned_length = self.num_samples
@@ -102,15 +113,31 @@ class Selector:
 
     def epoch_sampler(self) -> EpochSampler:
         """``DataLoader(..., sampler=selector.epoch_sampler())``: the loader follows the plan."""
+        if self.group.active:
+            raise ValueError("under DDP the loader must read each rank's share of every raw batch: build it with "
+                             "batch_sampler=selector.batch_sampler() (docs/distributed.md)")
         return EpochSampler(self)
 
     def batch_sampler(self) -> EpochBatchSampler:
-        """``DataLoader(..., batch_sampler=selector.batch_sampler())``: plan and raw batch sizes."""
+        """``DataLoader(..., batch_sampler=selector.batch_sampler())``: plan and raw batch
+        sizes; under DDP, this rank's contiguous share of each raw batch."""
         return EpochBatchSampler(self)
+
+    def local_share(self, raw: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a raw batch of the plan (all of it on one process, or when the
+        raw batch is smaller than the group); the whole is remembered for ``offer``."""
+        if not self.group.active:
+            return raw
+        self.raw_batches.append(raw)
+        if not self.group.splits(len(raw)):
+            return raw
+        a, b = self.group.bounds(len(raw))
+        return raw[a:b]
 
     def plan_next_epoch(self) -> torch.Tensor:
         """Start an epoch and return the strategy's index order for it (CPU int64)."""
         self.end_epoch(queue=True)
+        self.raw_batches.clear()
         self.epoch += 1
         self.epoch_open = True
         plan = self.core.plan(self.epoch).cpu().long()
@@ -145,7 +172,34 @@ class Selector:
         indices = self._check_indices(indices, y)
         device = torch.device(device) if device is not None else self._model_device()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        return [as_train_batch(chunk) for chunk in self.core.offer(indices, x, y)]
+        if self.group.active:  # the whole raw batch on every rank: one all-gather of inputs and targets
+            indices, x, y = self._whole_raw_batch(indices, x, y)
+        return [self._hand(chunk) for chunk in self.core.offer(indices, x, y)]
+
+    def _whole_raw_batch(self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor):
+        if not self.raw_batches:
+            raise ValueError("under DDP the loader must follow selector.batch_sampler() (one raw batch "
+                             "per loader batch, this rank's share of it)")
+        raw = self.raw_batches.popleft()
+        total = len(raw)
+        if self.group.splits(total):
+            a, b = self.group.bounds(total)
+            if not torch.equal(indices, raw[a:b]):
+                raise ValueError("the loader's batch is not this rank's share of the planned raw batch: build "
+                                 "the DataLoader with batch_sampler=selector.batch_sampler()")
+            x, y = self.group.gather_rows(x, total), self.group.gather_rows(y, total)
+        return raw, x, y
+
+    def _hand(self, chunk: Chunk) -> TrainBatch:
+        """The loop's part of a batch to train: this rank's share under DDP, its weights
+        scaled so that ``(losses * weights).mean()``, averaged over ranks by DDP, is the
+        whole batch's weighted mean loss."""
+        if not self.group.active:
+            return as_train_batch(chunk)
+        part, scale = self.group.share(chunk)
+        self.handed.append(chunk)
+        batch = as_train_batch(part)
+        return batch._replace(weights=batch.weights * scale) if scale != 1.0 else batch
 
     def feedback(self, indices: torch.Tensor, losses: torch.Tensor, outputs: torch.Tensor,
                  targets: torch.Tensor) -> None:
@@ -155,6 +209,12 @@ class Selector:
         if losses.dim() != 1 or int(losses.shape[0]) != n:
             raise ValueError(f"feedback: losses must hold one value per sample (reduction='none'), got shape "
                              f"{tuple(losses.shape)} for {n} indices")
+        if self.group.active and self.handed:  # the whole batch's results: one all-gather
+            whole = self.handed.popleft()
+            total = len(whole)
+            rows = self.group.gather_rows(torch.cat([losses.detach().float()[:, None],
+                                                     outputs.detach().float()], 1), total)
+            indices, losses, outputs, targets = whole.indices, rows[:, 0], rows[:, 1:], whole.y
         self.core.feedback(indices, losses, outputs, targets)
 
     def _fetch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,7 +235,7 @@ class Selector:
         closing = self.core.close_epoch()
         if closing.stop_reason is not None:
             self.stop_reason = closing.stop_reason
-        extra = [as_train_batch(chunk) for chunk in closing.batches]
+        extra = [self._hand(chunk) for chunk in closing.batches]
         if queue:
             self.pending.extend(extra)
             return []

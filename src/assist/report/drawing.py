@@ -28,13 +28,14 @@ def _x_axis(kind: str, lines: Sequence[Line]) -> tuple[str, float, str]:
     """Which column to use as x, the divisor to apply and the axis label with its unit."""
     if kind in ("epoch", "accumulation"):
         return "epoch", 1.0, "epoch"
-    column = "wall_clock_s" if kind == "time" else "training_cost"
+    column = {"time": "wall_clock_s", "train_time": "train_time_s"}.get(kind, "training_cost")
     tops = [np.nanmax(l.arrays[column][2]) for l in lines
             if column in l.arrays and np.isfinite(l.arrays[column][2]).any()]
     top = max(tops, default=0.0)
-    if kind == "time":
+    if kind in ("time", "train_time"):
         scale, unit = (3600.0, "h") if top > 3 * 3600 else (60.0, "min") if top > 180 else (1.0, "s")
-        return column, scale, f"wall-clock time ({unit}, training + evaluation)"
+        what = "training + evaluation" if kind == "time" else "training only"
+        return column, scale, f"wall-clock time ({unit}, {what})"
     scale, unit = (1e6, "millions of") if top > 1e6 else (1e3, "thousands of") if top > 1e3 else (1.0, "")
     return column, scale, f"training cost ({unit} samples scored + trained)".replace("( ", "(")
 
@@ -223,6 +224,34 @@ def _render(lines, colours, kind, title, panels, stem, formats) -> Optional[Figu
                     fig.savefig(handle, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
             result.files[fmt] = path
     return result
+
+
+def render_curves(lines: Sequence[Line], colours: Mapping[str, str], title: str, path: Path,
+                  column: str = "test_accuracy", kinds: Sequence[str] = ("train_time", "cost")) -> Path:
+    """One figure, one panel per x axis in ``kinds``, of ``column`` for every line (the
+    panels' mean line and min-max band), saved as PNG at ``path`` (the budget-curve benchmark)."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(6 * len(kinds), 5.2))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(kinds), squeeze=False)[0]
+        for ax, kind in zip(axes, kinds):
+            x, scale, xlabel = _x_axis(kind, lines)
+            _draw(ax, lines, colours, x, scale, (column,))
+            ax.relim()
+            ax.autoscale_view()
+            ax.set_xlabel(xlabel, fontsize=9)
+            ax.set_ylabel(column.replace("_", " "), fontsize=9)
+            ax.grid(alpha=0.3)
+        entries = _legend_entries(lines, colours)
+        height = 5.2
+        legend_in = LEGEND_ROW_IN * _rows(len(entries), _columns(entries)) + 0.15
+        fig.set_size_inches(6 * len(kinds), height + legend_in)
+        _place_legend(fig, entries, height + legend_in)
+        fig.suptitle(title, fontsize=11)
+        fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.6 / (height + legend_in),
+                            bottom=(legend_in + 0.55) / (height + legend_in), wspace=0.2)
+        _save_png(fig, path)
+    return path
 
 
 def _save_png(fig: Figure, path: Path) -> None:

@@ -49,7 +49,7 @@ ACCUMULATION_PANELS = (
 ACCUMULATION_COLUMNS = tuple(c for _, _, cols in ACCUMULATION_PANELS for c in cols)
 X_AXES = ("epoch", "time", "cost")
 PLOTTED_COLUMNS = tuple(dict.fromkeys(
-    [c for _, _, cols in PANELS + ACCUMULATION_PANELS for c in cols] + ["wall_clock_s", "training_cost"]))
+    [c for _, _, cols in PANELS + ACCUMULATION_PANELS for c in cols] + ["wall_clock_s", "train_time_s", "training_cost"]))
 CAPTION = ("Lines: mean over the completed seeds of each strategy; shaded band: min–max over "
            "those seeds; dotted: a single run that did not complete (its status in the legend).")
 

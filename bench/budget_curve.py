@@ -1,0 +1,224 @@
+"""Budget curves: how much wall-clock and how many sample passes each strategy needs to reach
+the archetype's plateau, with a uniform random-subset control at each strategy's budget.
+
+    python bench/budget_curve.py --data-dir ../shared/data --settings mnist cifar10 --seeds 3
+
+Two settings, long enough for the archetype to flatten out:
+
+- ``mnist``: MNIST / LeNet, all 60,000 training images, 15 epochs, no augmentation;
+- ``cifar10``: CIFAR-10 / LeNet from the image-folder archive, 2,000 images per class,
+  20 epochs, the ``light`` augmentation (flip and padded crop).
+
+Per setting and seed, the archetype and each strategy run one after the other in this process
+(seed-major, so a load change on the machine hits every strategy alike), then one
+``random_subset`` run per strategy at the share of sample-steps that strategy trained in the
+same seed. The table gives, per strategy, the final test accuracy and the training wall-clock
+(the trainer's ``train_time_s``: planning, scoring and training, evaluation excluded) and the
+sample passes (samples scored + trained) at the first epoch whose test accuracy reaches the
+archetype's final mean accuracy − 0.1 points and − 0.5 points, each as a ratio to the archetype
+of the same invocation. The figure (PNG beside the table) draws test accuracy against training
+wall-clock and against sample passes for every strategy, with the report's figure code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cost_to_accuracy import first_reach, fmt, run_one  # noqa: E402  (the same run and reach rules)
+
+from assist.data import load_dataset  # noqa: E402
+from assist.report.drawing import render_curves  # noqa: E402
+from assist.report.figures import Line, add_derived, colour_map  # noqa: E402
+
+GOAL = ("Project goal: the best strategy reaches the archetype's final mean accuracy − 0.1 points at "
+        "≤ 0.6× the archetype's wall-clock, on at least one setting.")
+SETTINGS: dict[str, dict[str, Any]] = {
+    "mnist": {"dataset": "mnist", "model": "lenet", "epochs": 15, "samples_per_class": None,
+              "data_augmentation": False},
+    "cifar10": {"dataset": "cifar10", "model": "lenet", "epochs": 20, "samples_per_class": 2000,
+                "data_augmentation": True, "augmentation_recipe": "light"},
+}
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "archetype": {"strategy": "archetype"},
+    "batchwise (hard, accumulation)": {"strategy": "batchwise"},
+    "infobatch": {"strategy": "infobatch"},
+    "selective_backprop": {"strategy": "selective_backprop"},
+    "importance_sampling": {"strategy": "importance_sampling"},
+}
+MARGINS = (0.001, 0.005)   # − 0.1 and − 0.5 points
+
+
+def control_label(label: str) -> str:
+    return f"random_subset @ {label}"
+
+
+def budget_fraction(run: dict[str, Any], num_train: int, epochs: int) -> float:
+    """The share of the archetype's sample-steps a run trained: the random-subset control's fraction."""
+    trained = run["history"][-1]["cum_samples_trained"]
+    return round(min(1.0, max(1e-3, trained / (num_train * epochs))), 4)
+
+
+def reach(group: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    hits = [x for x in (first_reach(r, target) for r in group) if x is not None]
+    return {"reached": len(hits),
+            "seconds": statistics.fmean(x["seconds"] for x in hits) if hits else None,
+            "passes": statistics.fmean(x["passes"] for x in hits) if hits else None,
+            "epoch": statistics.fmean(x["epoch"] for x in hits) if hits else None}
+
+
+def summarise(runs: list[dict[str, Any]], labels: list[str]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    by_label = {label: [r for r in runs if r["label"] == label] for label in labels}
+    arch_final = statistics.fmean(r["history"][-1]["test_accuracy"] for r in by_label["archetype"])
+    targets = {f"-{100 * m:.1f}pt": arch_final - m for m in MARGINS}
+    table = []
+    for label in labels:
+        group = by_label[label]
+        finals = [r["history"][-1]["test_accuracy"] for r in group]
+        last = [r["history"][-1] for r in group]
+        row: dict[str, Any] = {
+            "strategy": label, "seeds": len(group), "final_mean": statistics.fmean(finals),
+            "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "train_s": statistics.fmean(r["train_time_s"] for r in last),
+            "passes": statistics.fmean(r["cum_samples_scored"] + r["cum_samples_trained"] + g["il_sample_passes"]
+                                       for r, g in zip(last, group)),
+            "fraction": group[0]["config"].get("strategy_options", {}).get("fraction")
+            if label.startswith("random_subset") else None}
+        for name, target in targets.items():
+            row[name] = reach(group, target)
+        table.append(row)
+    base = table[0]
+    for row in table:
+        row["train_s_ratio"] = row["train_s"] / base["train_s"]
+        for name in targets:
+            for key in ("seconds", "passes"):
+                ours, theirs = row[name][key], base[name][key]
+                row[name][f"{key}_ratio"] = ours / theirs if ours is not None and theirs else None
+    return targets, table
+
+
+def markdown(table: list[dict[str, Any]], targets: dict[str, float], header: str, figure: str) -> str:
+    names = list(targets)
+    lines = [header, "", GOAL, "",
+             "Targets: " + ", ".join(f"{n} = {100 * t:.2f}%" for n, t in targets.items()) + ".", "",
+             "| strategy | final test acc | train s (× arch.) | sample passes | "
+             + " | ".join(f"reached {n} | s to {n} (× arch.) | passes to {n} (× arch.)" for n in names) + " |",
+             "| --- | ---: | ---: | ---: | " + " | ".join("---: | ---: | ---:" for _ in names) + " |"]
+    for r in table:
+        cells = [f"{r['strategy']}" + (f" (fraction {r['fraction']})" if r["fraction"] else ""),
+                 f"{100 * r['final_mean']:.2f} ± {100 * r['final_std']:.2f}%",
+                 f"{r['train_s']:.1f} ({r['train_s_ratio']:.2f})", f"{r['passes']:,.0f}"]
+        for n in names:
+            x = r[n]
+            cells += [f"{x['reached']}/{r['seeds']} (epoch {fmt(x['epoch'], '.1f')})",
+                      f"{fmt(x['seconds'], '.1f')} ({fmt(x['seconds_ratio'], '.2f')})",
+                      f"{fmt(x['passes'], ',.0f')} ({fmt(x['passes_ratio'], '.2f')})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    first = names[0]
+    met = [r["strategy"] for r in table[1:] if r[first]["reached"] == r["seeds"]
+           and r[first]["seconds_ratio"] is not None and r[first]["seconds_ratio"] <= 0.6]
+    lines += ["", "\"To target\" figures average the seeds that reached it (all seeds must reach it to count for "
+              "the goal); accuracy is checked at epoch ends, so they are epoch-granular.",
+              f"Figure: `{figure}`.", "",
+              f"Goal (−0.1 pt at ≤ 0.6× wall-clock, every seed) met by: "
+              + (", ".join(met) if met else "no strategy in this setting") + "."]
+    return "\n".join(lines)
+
+
+def figure(runs: list[dict[str, Any]], labels: list[str], title: str, path: Path) -> Path:
+    lines = []
+    for label in labels:
+        frames = []
+        for run in (r for r in runs if r["label"] == label):
+            frame = pd.DataFrame(run["history"])
+            frame["cum_samples_scored"] = frame["cum_samples_scored"] + run["il_sample_passes"]
+            frames.append(add_derived(frame))
+        lines.append(Line(label, frames, True))
+    return render_curves(lines, colour_map(labels), title, path)
+
+
+def run_setting(name: str, args: argparse.Namespace, strategies: list[str]) -> dict[str, Any]:
+    setting = SETTINGS[name]
+    epochs = args.epochs or setting["epochs"]
+    base = {**setting, "data_dir": args.data_dir, "epochs": epochs, "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate, "num_threads": args.threads, "train_eval_every": epochs}
+    labels = strategies + [control_label(s) for s in strategies[1:]]
+    started, load_before = time.time(), os.getloadavg()
+    runs: list[dict[str, Any]] = []
+    data = None
+    for seed in range(args.seeds):
+        data = load_dataset(setting["dataset"], data_dir=args.data_dir, samples_per_class=setting["samples_per_class"],
+                            seed=seed)
+        for label in labels:
+            if label.startswith("random_subset"):
+                twin = next(r for r in runs if r["label"] == label.split(" @ ", 1)[1] and r["seed"] == seed)
+                overrides = {"strategy": "random_subset",
+                             "strategy_options": {"fraction": budget_fraction(twin, data.num_train, epochs)}}
+            else:
+                overrides = dict(STRATEGIES[label])
+            t0 = time.time()
+            run = run_one(label, overrides, {**base, "rng_seed": seed}, data)
+            run["label"] = label
+            runs.append(run)
+            last = run["history"][-1]
+            print(f"[{name}] seed {seed} {label:44s} test acc {100 * last['test_accuracy']:.2f}%  "
+                  f"train {last['train_time_s']:.1f}s  ({time.time() - t0:.0f}s with evaluation)", flush=True)
+    targets, table = summarise(runs, labels)
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+               f"{args.threads} thread(s)")
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    command = "python bench/budget_curve.py " + " ".join(sys.argv[1:])
+    describe = (f"{setting['dataset']} / {setting['model']}, {data.num_train:,} training images, full test set, "
+                f"{epochs} epochs, batch {args.batch_size}, SGD lr {args.learning_rate}, augmentation "
+                f"{setting.get('augmentation_recipe', 'thesis') if setting['data_augmentation'] else 'none'}, "
+                f"{args.seeds} seeds")
+    header = (f"**{name}**: {describe}. Command: `{command}`. Machine: {machine}; load average "
+              f"{load_before[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end. Date: {date}.")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = figure(runs, labels, f"Budget curves: {describe}", out / f"budget_curve_{name}.png")
+    text = markdown(table, targets, header, str(png))
+    print("\n" + text, flush=True)
+    result = {"setting": name, "command": command, "date": date, "machine": machine, "goal": GOAL,
+              "load_average": {"start": load_before, "end": os.getloadavg()}, "elapsed_s": time.time() - started,
+              "targets": targets, "table": table, "runs": runs}
+    (out / f"budget_curve_{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"budget_curve_{name}.md").write_text(text + "\n")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=0, help="override every setting's epochs (0: the setting's)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a shared machine)")
+    parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES), help="labels to run (archetype always runs)")
+    parser.add_argument("--out-dir", default="bench/results")
+    args = parser.parse_args()
+    strategies = ["archetype"] + [s for s in args.strategies if s != "archetype"]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+    torch.set_num_threads(args.threads)
+    for name in args.settings:
+        run_setting(name, args, strategies)
+
+
+if __name__ == "__main__":
+    main()

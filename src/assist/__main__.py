@@ -1,0 +1,5 @@
+"""``python -m assist`` (what ``torchrun -m assist`` and ``assist train --nproc N`` start)."""
+
+from assist.cli import main
+
+main()
