@@ -36,6 +36,10 @@ CASES = {
     "selective_backprop": {"strategy": "selective_backprop", "batch_size": 16},
     # an odd batch and unstable trained sizes: shares of unequal length on the two ranks
     "batchwise_unstable_odd": {"strategy": "batchwise", "batch_size": 15, "batch_accumulation": False},
+    # the reference model trained on rank 0 and broadcast; presampled sizes; gathered features
+    "rho_loss": {"strategy": "rho_loss", "batch_size": 8, "strategy_options": {"cache": False, "il_epochs": 2}},
+    "importance_sampling": {"strategy": "importance_sampling", "batch_size": 16},
+    "divbs": {"strategy": "divbs", "batch_size": 8},
 }
 SELECTOR_CASES = ("batchwise_accumulation", "infobatch", "selective_backprop")
 # what differs between a one- and a two-process run besides the machine: the DDP cost metrics
@@ -226,3 +230,22 @@ def test_sync_batchnorm_on_cpu_is_refused_before_the_run_directory_is_touched(tm
         train({"dataset": "synthetic", "model": "fcnet16", "epochs": 1, "sync_batchnorm": True},
               out=tmp_path / "run", group=Group(0, 2))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("strategy", ["top_half_unstable"])   # scores, selects, hands out shares
+def test_selector_under_lightning_ddp_equals_one_device(strategy, tmp_path):
+    """Lightning's DDP strategy (two CPU processes, the Selector's batch sampler, Lightning's
+    sampler replacement off) makes the decisions of a one-device fit and ends with its weights."""
+    pytest.importorskip("lightning", reason="the lightning extra is not installed: pip install -e '.[lightning]'")
+    worker = Path(__file__).resolve().parent / "distributed" / "lightning_worker.py"
+    results = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"{nproc}.json"
+        done = subprocess.run([sys.executable, str(worker), str(nproc), str(out), strategy], capture_output=True,
+                              text=True, timeout=240, env=environment(), cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        results[nproc] = json.loads(out.read_text())
+    one, two = results[1], results[2]
+    exact = {k: v for k, v in one["stats"].items() if not isinstance(v, float)}
+    assert {k: two["stats"][k] for k in exact} == exact and one["stats"]["samples_trained"] > 0
+    close_weights(two["weights"], {k: torch.tensor(v) for k, v in one["weights"].items()}, atol=1e-6)

@@ -138,6 +138,8 @@ class Selector:
         """Start an epoch and return the strategy's index order for it (CPU int64)."""
         self.end_epoch(queue=True)
         self.raw_batches.clear()
+        if self.epoch == 0:  # Lightning initialises its process group after the Selector was built
+            self.group = self.core.group = Group.current()
         self.epoch += 1
         self.epoch_open = True
         plan = self.core.plan(self.epoch).cpu().long()
