@@ -47,9 +47,9 @@ GOAL = ("Project goal: the best strategy reaches the archetype's final mean accu
         "≤ 0.6× the archetype's wall-clock, on at least one setting.")
 SETTINGS: dict[str, dict[str, Any]] = {
     "mnist": {"dataset": "mnist", "model": "lenet", "epochs": 15, "samples_per_class": None,
-              "data_augmentation": False},
+              "data_augmentation": False, "plot_from": 0.935},
     "cifar10": {"dataset": "cifar10", "model": "lenet", "epochs": 20, "samples_per_class": 2000,
-                "data_augmentation": True, "augmentation_recipe": "light"},
+                "data_augmentation": True, "augmentation_recipe": "light", "plot_from": 0.25},
 }
 STRATEGIES: dict[str, dict[str, Any]] = {
     "archetype": {"strategy": "archetype"},
@@ -137,7 +137,10 @@ def markdown(table: list[dict[str, Any]], targets: dict[str, float], header: str
     return "\n".join(lines)
 
 
-def figure(runs: list[dict[str, Any]], labels: list[str], title: str, path: Path) -> Path:
+def figure(runs: list[dict[str, Any]], labels: list[str], title: str, path: Path, targets: dict[str, float],
+           low: float) -> Path:
+    """Test accuracy against training time and sample passes, from accuracy ``low`` up (the
+    setting's ``plot_from``: a diverged seed leaves the frame rather than flattening the rest)."""
     lines = []
     for label in labels:
         frames = []
@@ -146,13 +149,15 @@ def figure(runs: list[dict[str, Any]], labels: list[str], title: str, path: Path
             frame["cum_samples_scored"] = frame["cum_samples_scored"] + run["il_sample_passes"]
             frames.append(add_derived(frame))
         lines.append(Line(label, frames, True))
-    return render_curves(lines, colour_map(labels), title, path)
+    top = max(max(r["test_accuracy"] for r in run["history"]) for run in runs)
+    return render_curves(lines, colour_map(labels), title, path, ylim=(low, top + 0.15 * (top - low)),
+                         marks={f"target {n}": t for n, t in targets.items()})
 
 
 def run_setting(name: str, args: argparse.Namespace, strategies: list[str]) -> dict[str, Any]:
     setting = SETTINGS[name]
     epochs = args.epochs or setting["epochs"]
-    base = {**setting, "data_dir": args.data_dir, "epochs": epochs, "batch_size": args.batch_size,
+    base = {**{k: v for k, v in setting.items() if k != "plot_from"}, "data_dir": args.data_dir, "epochs": epochs, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "num_threads": args.threads, "train_eval_every": epochs}
     labels = strategies + [control_label(s) for s in strategies[1:]]
     started, load_before = time.time(), os.getloadavg()
@@ -188,7 +193,8 @@ def run_setting(name: str, args: argparse.Namespace, strategies: list[str]) -> d
               f"{load_before[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end. Date: {date}.")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    png = figure(runs, labels, f"Budget curves: {describe}", out / f"budget_curve_{name}.png")
+    png = figure(runs, labels, f"Budget curves: {describe}", out / f"budget_curve_{name}.png", targets,
+                 setting["plot_from"])
     text = markdown(table, targets, header, str(png))
     print("\n" + text, flush=True)
     result = {"setting": name, "command": command, "date": date, "machine": machine, "goal": GOAL,
@@ -210,7 +216,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a shared machine)")
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES), help="labels to run (archetype always runs)")
     parser.add_argument("--out-dir", default="bench/results")
+    parser.add_argument("--replot", action="store_true", help="redraw the figures of the recorded results only")
     args = parser.parse_args()
+    if args.replot:
+        for name in args.settings:
+            recorded = json.loads((Path(args.out_dir) / f"budget_curve_{name}.json").read_text())
+            labels = list(dict.fromkeys(r["label"] for r in recorded["runs"]))
+            title = (Path(args.out_dir) / f"budget_curve_{name}.md").read_text().split(": ", 1)[1].split(". Command")[0]
+            print(figure(recorded["runs"], labels, f"Budget curves: {title}",
+                         Path(args.out_dir) / f"budget_curve_{name}.png", recorded["targets"],
+                         SETTINGS[name]["plot_from"]))
+        return
     strategies = ["archetype"] + [s for s in args.strategies if s != "archetype"]
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:

@@ -51,8 +51,9 @@ def run(nproc: int, strategy: str, args: argparse.Namespace, folder: Path) -> di
     timed = list(zip(rows, seconds))[1:] or list(zip(rows, seconds))
     return {"nproc": nproc, "strategy": strategy,
             "images_per_s": statistics.fmean(r["raw_batch_size_mean"] * r["raw_batches"] / s for r, s in timed),
-            "step_time_ms": statistics.fmean(1000 * max(r.get("rank_step_time_s") or [s / max(1, r["steps"])])
-                                             for r, s in timed),
+            # measured per rank in data-parallel runs only
+            "step_time_ms": statistics.fmean(1000 * max(r["rank_step_time_s"]) for r, _ in timed)
+            if "rank_step_time_s" in rows[-1] else None,
             "comm_share": statistics.fmean(r.get("selection_comm_share") or 0.0 for r, _ in timed),
             "scored": rows[-1]["cum_samples_scored"], "trained": rows[-1]["cum_samples_trained"],
             "test_accuracy": rows[-1]["test_accuracy"]}
@@ -96,7 +97,8 @@ def main() -> None:
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         lines.append(f"| {r['strategy']} | {r['nproc']} | {r['images_per_s']:,.0f} "
-                     f"| {r['images_per_s'] / base[r['strategy']]['images_per_s']:.2f} | {r['step_time_ms']:.1f} "
+                     f"| {r['images_per_s'] / base[r['strategy']]['images_per_s']:.2f} "
+                     f"| {'—' if r['step_time_ms'] is None else format(r['step_time_ms'], '.1f')} "
                      f"| {100 * r['comm_share']:.1f}% | {r['scored']:,} | {r['trained']:,} "
                      f"| {100 * r['test_accuracy']:.2f}% |")
     text = "\n".join(lines)

@@ -81,6 +81,17 @@ def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bo
     apply_threads(config)
     group = group if group is not None else Group.from_environment(config.device)
     group.check(config)
+    try:
+        result = _train(config, out, restart, data, callbacks, group)
+    except BaseException:
+        group.close(wait=False)   # an error every rank shares (group.first), or this rank's own
+        raise
+    group.close()
+    return result
+
+
+def _train(config: TrainConfig, out: Union[str, Path, None], restart: bool, data: Optional[ImageDataset],
+           callbacks: Iterable[Callback], group: Group) -> RunResult:
     if data is None:  # rank 0 first: a download or a bad data set happens (or fails) once
         data = group.first(lambda: load_data(config))
         data = data if group.is_main else load_data(config)

@@ -4,6 +4,7 @@ train`` with the same arguments. See docs/distributed.md for launching on severa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,6 +22,9 @@ def launch_train(nproc: int, config: Any, out: Path, config_file: Optional[str],
     if torch.device(config.device).type == "cuda" and nproc > torch.cuda.device_count():
         raise DistributedError(f"--nproc {nproc} needs one GPU per process for device={config.device!r}, "
                                f"but this machine has {torch.cuda.device_count()}")
+    # each process's share of the cores (torchrun would set 1 and print a banner about it);
+    # a num_threads key in the config still applies inside each process
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     argv = ["--standalone", f"--nproc-per-node={nproc}", "--module", "assist", "train", "--out", str(out)]
     if config_file:
         argv += ["--config", config_file]

@@ -40,6 +40,7 @@ def main(cases_path: str, out_path: str) -> None:
         results[f"selector:{name}"] = {"history": stats, "weights": weights(model)}
     if group.is_main:
         Path(out_path).write_text(json.dumps(results))
+    group.close()
 
 
 if __name__ == "__main__":

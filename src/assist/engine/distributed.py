@@ -38,6 +38,7 @@ class Group:
     world_size: int = 1
     local_rank: int = 0
     comm_s: float = 0.0   # seconds in selection collectives since the last reset
+    owned: bool = False   # this Group initialised the process group (and closes it)
 
     @property
     def active(self) -> bool:
@@ -84,7 +85,17 @@ class Group:
                                        f"{torch.cuda.device_count()}; launch at most that many processes per node")
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if cuda else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), local_rank)
+        return cls(dist.get_rank(), dist.get_world_size(), local_rank, owned=True)
+
+    def close(self, *, wait: bool = True) -> None:
+        """Tear down the process group this Group set up, after waiting for the other ranks
+        (``wait``: the run ended on every rank; not after an error). A gloo process that exits
+        with its group open can abort in the library's destructors."""
+        if self.owned and dist.is_initialized():
+            if wait:
+                dist.barrier()
+            dist.destroy_process_group()
+            self.owned = False
 
     def check(self, config: Any) -> None:
         """Refuse, before anything is written, what this group cannot run."""

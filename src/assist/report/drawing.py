@@ -227,9 +227,11 @@ def _render(lines, colours, kind, title, panels, stem, formats) -> Optional[Figu
 
 
 def render_curves(lines: Sequence[Line], colours: Mapping[str, str], title: str, path: Path,
-                  column: str = "test_accuracy", kinds: Sequence[str] = ("train_time", "cost")) -> Path:
+                  column: str = "test_accuracy", kinds: Sequence[str] = ("train_time", "cost"),
+                  ylim: Optional[tuple[float, float]] = None, marks: Mapping[str, float] = {}) -> Path:
     """One figure, one panel per x axis in ``kinds``, of ``column`` for every line (the
-    panels' mean line and min-max band), saved as PNG at ``path`` (the budget-curve benchmark)."""
+    panels' mean line and min-max band), saved as PNG at ``path`` (the budget-curve benchmark);
+    ``ylim`` zooms in, ``marks`` draws labelled horizontal lines (targets)."""
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(6 * len(kinds), 5.2))
         FigureCanvasAgg(fig)
@@ -239,6 +241,12 @@ def render_curves(lines: Sequence[Line], colours: Mapping[str, str], title: str,
             _draw(ax, lines, colours, x, scale, (column,))
             ax.relim()
             ax.autoscale_view()
+            if ylim is not None:
+                ax.set_ylim(*ylim)
+            for i, (name, value) in enumerate(marks.items()):  # labels above, below, above ...
+                ax.axhline(value, color="#888888", lw=0.8, ls="--")
+                ax.annotate(name, (1.0, value), xycoords=("axes fraction", "data"), ha="right",
+                            va="top" if i % 2 else "bottom", fontsize=8, color="#555555")
             ax.set_xlabel(xlabel, fontsize=9)
             ax.set_ylabel(column.replace("_", " "), fontsize=9)
             ax.grid(alpha=0.3)
