@@ -22,6 +22,11 @@ the optimizer step (automatic optimization, single device)::
 
 The callback closes each epoch (end-of-epoch policy), logs the selector's epoch counters
 (``assist/samples_trained`` ...) and saves the selector's state in Lightning checkpoints.
+
+Under ``Trainer(strategy="ddp", use_distributed_sampler=False)`` build the loader with
+``batch_sampler=self.selector.batch_sampler()``: selection stays global (docs/distributed.md).
+Lightning refuses a step that returns ``None`` under DDP, so accumulating strategies need
+manual optimisation there.
 """
 
 from __future__ import annotations
