@@ -76,6 +76,7 @@ def test_sweep_killed_repeatedly_then_finished_by_two_sweeps(tmp_path: Path, kee
     rng = random.Random()
     seed = rng.randrange(10**6)
     rng.seed(seed)
+    print(f"kill moments drawn with seed {seed}")   # shown with a failure, so that it can be replayed
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
     out = tmp_path / "out"
