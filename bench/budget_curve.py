@@ -199,7 +199,7 @@ def run_setting(name: str, args: argparse.Namespace, strategies: list[str]) -> d
     print("\n" + text, flush=True)
     result = {"setting": name, "command": command, "date": date, "machine": machine, "goal": GOAL,
               "load_average": {"start": load_before, "end": os.getloadavg()}, "elapsed_s": time.time() - started,
-              "targets": targets, "table": table, "runs": runs}
+              "describe": describe, "targets": targets, "table": table, "runs": runs}
     (out / f"budget_curve_{name}.json").write_text(json.dumps(result, indent=1))
     (out / f"budget_curve_{name}.md").write_text(text + "\n")
     return result
@@ -222,8 +222,7 @@ def main() -> None:
         for name in args.settings:
             recorded = json.loads((Path(args.out_dir) / f"budget_curve_{name}.json").read_text())
             labels = list(dict.fromkeys(r["label"] for r in recorded["runs"]))
-            title = (Path(args.out_dir) / f"budget_curve_{name}.md").read_text().split(": ", 1)[1].split(". Command")[0]
-            print(figure(recorded["runs"], labels, f"Budget curves: {title}",
+            print(figure(recorded["runs"], labels, f"Budget curves: {recorded['describe']}",
                          Path(args.out_dir) / f"budget_curve_{name}.png", recorded["targets"],
                          SETTINGS[name]["plot_from"]))
         return

@@ -13,7 +13,7 @@ from assist.config import TrainConfig, identity_dump
 from assist.data.base import DataError, ImageDataset
 from assist.engine.callbacks import RunRecorder
 from assist.engine.checkpoint import Checkpointer, resume_trainer
-from assist.engine.distributed import Group
+from assist.engine.distributed import Group, cpu_state
 from assist.events import Callback
 from assist.engine.trainer import Trainer, TrainState
 from assist.models import build_model
@@ -150,15 +150,6 @@ def _follow(config: TrainConfig, data: ImageDataset, model, strategy, callbacks:
     if state is not None:
         trainer.load_state_dict(state)
     return RunResult(config=config, state=trainer.fit(), summary=trainer.summary(), path=out)
-
-
-def cpu_state(value: Any) -> Any:
-    """A state dict with every tensor on the CPU (to send between ranks)."""
-    if isinstance(value, dict):
-        return {k: cpu_state(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(cpu_state(v) for v in value)
-    return value.cpu() if hasattr(value, "cpu") and callable(value.cpu) and not isinstance(value, type) else value
 
 
 def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[str, Path, None] = None,

@@ -52,7 +52,9 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
         from assist.launch import launch_train
 
         sys.exit(launch_train(nproc, config, target, config_file, restart, overrides))
-    main_rank = int(os.environ.get("RANK", "0")) == 0
+    from assist.engine.distributed import main_process
+
+    main_rank = main_process()
     callbacks = [ProgressReporter(label=config.strategy)] if main_rank else []
     result = train_run(config, out=target, restart=restart, callbacks=callbacks)
     if not main_rank:
@@ -140,7 +142,7 @@ _attach_optional_commands()
 
 def main(argv: Optional[list[str]] = None) -> None:
     from assist.data.base import DataError
-    from assist.engine.distributed import DistributedError
+    from assist.engine.distributed import DistributedError, main_process
     from assist.files import StorageError
     from assist.tracking import RunDirError
 
@@ -156,7 +158,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         if os.environ.get("ASSIST_DEBUG"):
             raise
         code = 1 if isinstance(error, (StorageError, DistributedError)) else 2
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not main_process():
             sys.exit(code)   # a data-parallel run: rank 0 says it once (the same error reaches every rank)
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
         for line in message.splitlines() or [""]:  # several bad runs of a sweep: one line each

@@ -133,6 +133,10 @@ class Group:
         """Whether ``total`` rows are split (every rank gets at least one) or replicated."""
         return self.active and total >= self.world_size
 
+    def span(self, total: int) -> tuple[int, int]:
+        """The rows of ``total`` this rank works on: its bounds when they are split, else all."""
+        return self.bounds(total) if self.splits(total) else (0, total)
+
     def share(self, chunk: Chunk) -> tuple[Chunk, float]:
         """This rank's part of a batch to train, and the factor that makes the mean of its
         per-sample losses, averaged over ranks by DDP, the mean over the whole batch. A batch
@@ -223,3 +227,18 @@ class Group:
     def take_comm_s(self) -> float:
         spent, self.comm_s = self.comm_s, 0.0
         return spent
+
+
+def main_process() -> bool:
+    """Whether this process is rank 0 of its launch, or not launched as a group at all (read
+    from the launcher's environment, before any process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def cpu_state(value: Any) -> Any:
+    """A (nested) state dict with every tensor moved to the CPU, to send between ranks."""
+    if isinstance(value, dict):
+        return {k: cpu_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(cpu_state(v) for v in value)
+    return value.cpu() if isinstance(value, torch.Tensor) else value

@@ -267,9 +267,8 @@ class SelectionStep:
         features = None
         runtime = self.runtime
         total, group = int(y.shape[0]), self.group
-        if group.splits(total):   # this rank scores its share; the whole is gathered below
-            a, b = group.bounds(total)
-            x = x[a:b]
+        a, b = group.span(total)   # this rank scores its share; the whole is gathered below
+        x = x[a:b]
         try:
             with runtime.autocast(scoring=True) if runtime else nullcontext():
                 if needs.features:

@@ -181,7 +181,7 @@ class Trainer:
         smoothing = self.config.label_smoothing
         losses = F.cross_entropy(logits, part.y, reduction="none", label_smoothing=smoothing)
         weighted = losses if part.weights is None else losses * part.weights.to(losses.device)
-        loss = weighted.mean() * scale if scale != 1.0 else weighted.mean()
+        loss = weighted.mean() * scale   # scale is 1.0 on one process (an exact product)
         # strategies read plain per-sample cross-entropy, whatever the training loss smooths
         plain = losses if not smoothing else F.cross_entropy(logits.detach(), part.y, reduction="none")
         # the whole batch's per-sample results, on every rank (one all-gather under DDP): the
@@ -191,7 +191,8 @@ class Trainer:
         if wants:
             local = torch.cat([local, plain.detach()[:, None], logits.detach()], 1)
         rows = self.group.gather_rows(local, len(chunk))
-        if not bool(torch.isfinite(rows[:, 0].mean())):   # the same verdict on every rank
+        batch_loss = rows[:, 0].mean()   # the whole batch's weighted loss, the same on every rank
+        if not bool(torch.isfinite(batch_loss)):
             raise DivergedError(f"non-finite loss at epoch {self.state.epoch + 1}, "
                                 f"step {self.state.total_steps + 1}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -210,7 +211,7 @@ class Trainer:
         self.state.total_steps += 1
         self.step.feedback(chunk.indices, rows[:, 1] if wants else None, rows[:, 2:] if wants else None, chunk.y)
         self.step_seconds += time.perf_counter() - started
-        self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=rows[:, 0].mean())
+        self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=batch_loss)
 
     def evaluate(self, pipeline: BatchPipeline, indices: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample losses and correctness over a split (or a subset of it), eval mode;
@@ -220,7 +221,7 @@ class Trainer:
         if indices is None:
             indices = torch.arange(int(pipeline.labels.shape[0]))
         total = int(indices.shape[0])
-        a, b = self.group.bounds(total) if self.group.splits(total) else (0, total)
+        a, b = self.group.span(total)
         losses, correct = per_sample_losses(self.model, pipeline, indices[a:b], self.config.eval_batch_size)
         both = self.group.gather_rows(torch.stack([losses.float(), correct.float()], 1), total, timed=False)
         return both[:, 0], both[:, 1].bool()

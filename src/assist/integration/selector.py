@@ -129,9 +129,7 @@ class Selector:
         if not self.group.active:
             return raw
         self.raw_batches.append(raw)
-        if not self.group.splits(len(raw)):
-            return raw
-        a, b = self.group.bounds(len(raw))
+        a, b = self.group.span(len(raw))
         return raw[a:b]
 
     def plan_next_epoch(self) -> torch.Tensor:
@@ -201,7 +199,7 @@ class Selector:
         part, scale = self.group.share(chunk)
         self.handed.append(chunk)
         batch = as_train_batch(part)
-        return batch._replace(weights=batch.weights * scale) if scale != 1.0 else batch
+        return batch._replace(weights=batch.weights * scale)
 
     def feedback(self, indices: torch.Tensor, losses: torch.Tensor, outputs: torch.Tensor,
                  targets: torch.Tensor) -> None:
