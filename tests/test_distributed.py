@@ -128,9 +128,16 @@ def test_group_shares_cover_every_row_once():
             assert [b - a for a, b in spans] == [len(t) for t in torch.arange(total).tensor_split(world)]
 
 
-def launch(out: Path, nproc: int, *args: str) -> subprocess.Popen:
+HOLD = Path(__file__).resolve().parent / "distributed" / "hold"   # its sitecustomize stops a run after an epoch
+
+
+def launch(out: Path, nproc: int, *args: str, hold_after: int | None = None) -> subprocess.Popen:
+    env = environment()
+    if hold_after is not None:
+        env = {**env, "ASSIST_TEST_HOLD_AFTER_EPOCH": str(hold_after),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(HOLD), env.get("PYTHONPATH")]))}
     return subprocess.Popen([sys.executable, "-m", "assist", "train", "--nproc", str(nproc), "--out", str(out), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
 
 
@@ -150,22 +157,24 @@ RUN = ["dataset=synthetic", "model=fcnet16", "epochs=6", "batch_size=2", "strate
 def test_killed_two_process_run_resumes_to_its_uninterrupted_twin(tmp_path):
     """Killed after its second epoch, one copy resumes on two processes (equal to the
     uninterrupted two-process twin in every deterministic metric) and one on a single process
-    (the same decisions, metrics up to reduction order)."""
+    (the same decisions, metrics up to reduction order). The victims hold after epoch 2's
+    checkpoint (tests/distributed/hold), so the kill cannot come too late on a fast machine."""
     twin = launch(tmp_path / "twin", 2, *RUN)
-    victims = {n: launch(tmp_path / f"victim{n}", 2, *RUN) for n in (2, 1)}
+    victims = {n: launch(tmp_path / f"victim{n}", 2, *RUN, hold_after=2) for n in (2, 1)}
     deadline = time.monotonic() + 240
     alive = dict(victims)
     while alive:   # each is killed once two epochs and their checkpoints are on disk
         for n, victim in list(alive.items()):
             assert victim.poll() is None, victim.stdout.read()
-            if len(RunStore(tmp_path / f"victim{n}").read_metrics()) >= 2:
+            if (tmp_path / f"victim{n}" / "checkpoints" / "epoch-00002.pt").exists() and \
+                    len(RunStore(tmp_path / f"victim{n}").read_metrics()) >= 2:
                 kill_tree(victim)
                 del alive[n]
         assert time.monotonic() < deadline, "the two-process runs never finished their second epoch"
         time.sleep(0.01)
     for n in victims:
         store = RunStore(tmp_path / f"victim{n}")
-        assert not store.finished and len(store.read_metrics()) < 6, "the kill came too late"
+        assert not store.finished and len(store.read_metrics()) == 2, "the hold after epoch 2 did not hold"
     for n in victims:
         again = subprocess.run([sys.executable, "-m", "assist", "train", "--nproc", str(n),
                                 "--out", str(tmp_path / f"victim{n}"), *RUN],
