@@ -1,13 +1,15 @@
 """Budget curves: how much wall-clock and how many sample passes each strategy needs to reach
 the archetype's plateau, with a uniform random-subset control at each strategy's budget.
 
-    python bench/budget_curve.py --data-dir ../shared/data --settings mnist cifar10 --seeds 3
+    python bench/budget_curve.py --data-dir ../shared/data --settings mnist cifar10_cosine --seeds 3
 
-Two settings, long enough for the archetype to flatten out:
+Three settings (the first and the last long enough for the archetype to flatten out):
 
 - ``mnist``: MNIST / LeNet, all 60,000 training images, 15 epochs, no augmentation;
 - ``cifar10``: CIFAR-10 / LeNet from the image-folder archive, 2,000 images per class,
-  20 epochs, the ``light`` augmentation (flip and padded crop).
+  20 epochs, the ``light`` augmentation (flip and padded crop), constant lr 0.05;
+- ``cifar10_cosine``: the same data and augmentation, 30 epochs, lr 0.02 on a cosine
+  schedule to zero (per step, by progress: docs/schedules.md), which does plateau.
 
 Per setting and seed, the archetype and each strategy run one after the other in this process
 (seed-major, so a load change on the machine hits every strategy alike), then one
@@ -50,7 +52,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
               "data_augmentation": False, "plot_from": 0.935},
     "cifar10": {"dataset": "cifar10", "model": "lenet", "epochs": 20, "samples_per_class": 2000,
                 "data_augmentation": True, "augmentation_recipe": "light", "plot_from": 0.25},
+    # the usual recipe for a plateau: a cosine schedule to zero over 30 epochs, at a learning
+    # rate LeNet takes with momentum 0.9 (0.05 constant leaves the run noisy and far from one)
+    "cifar10_cosine": {"dataset": "cifar10", "model": "lenet", "epochs": 30, "samples_per_class": 2000,
+                       "data_augmentation": True, "augmentation_recipe": "light", "learning_rate": 0.02,
+                       "lr_scheduler": "cosine", "plot_from": 0.3},
 }
+LEARNING_RATE = 0.05   # a setting's own, else this one, unless --learning-rate is given
 STRATEGIES: dict[str, dict[str, Any]] = {
     "archetype": {"strategy": "archetype"},
     "batchwise (hard, accumulation)": {"strategy": "batchwise"},
@@ -157,8 +165,10 @@ def figure(runs: list[dict[str, Any]], labels: list[str], title: str, path: Path
 def run_setting(name: str, args: argparse.Namespace, strategies: list[str]) -> dict[str, Any]:
     setting = SETTINGS[name]
     epochs = args.epochs or setting["epochs"]
-    base = {**{k: v for k, v in setting.items() if k != "plot_from"}, "data_dir": args.data_dir, "epochs": epochs, "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate, "num_threads": args.threads, "train_eval_every": epochs}
+    lr = args.learning_rate or setting.get("learning_rate", LEARNING_RATE)
+    base = {**{k: v for k, v in setting.items() if k != "plot_from"}, "data_dir": args.data_dir, "epochs": epochs,
+            "batch_size": args.batch_size, "learning_rate": lr, "num_threads": args.threads,
+            "train_eval_every": epochs}
     labels = strategies + [control_label(s) for s in strategies[1:]]
     started, load_before = time.time(), os.getloadavg()
     runs: list[dict[str, Any]] = []
@@ -186,7 +196,8 @@ def run_setting(name: str, args: argparse.Namespace, strategies: list[str]) -> d
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     command = "python bench/budget_curve.py " + " ".join(sys.argv[1:])
     describe = (f"{setting['dataset']} / {setting['model']}, {data.num_train:,} training images, full test set, "
-                f"{epochs} epochs, batch {args.batch_size}, SGD lr {args.learning_rate}, augmentation "
+                f"{epochs} epochs, batch {args.batch_size}, SGD lr {lr}"
+                f"{' ' + setting['lr_scheduler'] if 'lr_scheduler' in setting else ''}, augmentation "
                 f"{setting.get('augmentation_recipe', 'thesis') if setting['data_augmentation'] else 'none'}, "
                 f"{args.seeds} seeds")
     header = (f"**{name}**: {describe}. Command: `{command}`. Machine: {machine}; load average "
@@ -212,7 +223,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=0, help="override every setting's epochs (0: the setting's)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help=f"override every setting's learning rate (default: the setting's, else {LEARNING_RATE})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a shared machine)")
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES), help="labels to run (archetype always runs)")
     parser.add_argument("--out-dir", default="bench/results")
