@@ -247,7 +247,9 @@ def test_sync_batchnorm_on_cpu_is_refused_before_the_run_directory_is_touched(tm
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("strategy", ["top_half_unstable"])   # scores, selects, hands out shares
+# a scoring selection that hands out shares of every raw batch (automatic optimisation), and
+# two accumulating strategies in a manually optimised module (steps skipped while they gather)
+@pytest.mark.parametrize("strategy", ["top_half_unstable", "batchwise", "selective_backprop"])
 def test_selector_under_lightning_ddp_equals_one_device(strategy, tmp_path):
     """Lightning's DDP strategy (two CPU processes, the Selector's batch sampler, Lightning's
     sampler replacement off) makes the decisions of a one-device fit and ends with its weights."""
@@ -263,4 +265,5 @@ def test_selector_under_lightning_ddp_equals_one_device(strategy, tmp_path):
     one, two = results[1], results[2]
     exact = {k: v for k, v in one["stats"].items() if not isinstance(v, float)}
     assert {k: two["stats"][k] for k in exact} == exact and one["stats"]["samples_trained"] > 0
+    assert two["optimizer_steps"] == one["optimizer_steps"] > 0
     close_weights(two["weights"], {k: torch.tensor(v) for k, v in one["weights"].items()}, atol=1e-6)

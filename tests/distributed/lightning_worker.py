@@ -21,10 +21,13 @@ from assist.integration import IndexedDataset, Selector  # noqa: E402
 from assist.integration.lightning import AssistCallback  # noqa: E402
 
 
-# Lightning refuses a training step that returns None under DDP, so the strategies here hand
-# out a batch for every raw batch: InfoBatch, and a scoring batchwise top-half selection
+# Lightning refuses a training step that returns None under DDP (automatic optimisation): a
+# scoring top-half selection hands out a batch for every raw batch; the accumulating
+# strategies (batchwise filtering with accumulation, Selective Backprop) run in a module that
+# optimises manually and skips the step itself while the strategy gathers
 OPTIONS = {"top_half_unstable": {"strategy": "batchwise", "batch_accumulation": False, "filter": "none",
                                  "selector": "top_q", "select_q": 0.5}}
+MANUAL = {"batchwise", "selective_backprop"}
 
 
 class ShardedTiny(Tiny):
@@ -34,7 +37,33 @@ class ShardedTiny(Tiny):
     def on_train_end(self):
         if self.global_rank == 0:
             weights = {name: value.tolist() for name, value in self.net.state_dict().items()}
-            Path(sys.argv[2]).write_text(json.dumps({"weights": weights, "stats": self.selector.epoch_stats()}))
+            Path(sys.argv[2]).write_text(json.dumps({"weights": weights, "stats": self.selector.epoch_stats(),
+                                                     "optimizer_steps": self.optimizer_steps}))
+
+    @property
+    def optimizer_steps(self) -> int:
+        return int(self.trainer.global_step)
+
+
+class ManualTiny(ShardedTiny):
+    """The docs/distributed.md pattern for an accumulating strategy under Lightning's DDP."""
+
+    def __init__(self, selector):
+        super().__init__(selector)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        chosen = self.selector.step(*batch)
+        if chosen is None:   # the same on every rank: selection is global
+            return None
+        x, y, index, weight = chosen
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        out = self(x)
+        losses = torch.nn.functional.cross_entropy(out, y, reduction="none")
+        self.selector.feedback(index, losses, out, y)
+        self.manual_backward((losses * weight).mean())
+        optimizer.step()
 
 
 def main() -> None:
@@ -48,7 +77,7 @@ def main() -> None:
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", callbacks=[AssistCallback(selector)],
                         use_distributed_sampler=False, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, **parallel)
-    trainer.fit(ShardedTiny(selector))
+    trainer.fit((ManualTiny if strategy in MANUAL else ShardedTiny)(selector))
 
 
 if __name__ == "__main__":

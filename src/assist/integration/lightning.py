@@ -26,7 +26,8 @@ The callback closes each epoch (end-of-epoch policy), logs the selector's epoch 
 Under ``Trainer(strategy="ddp", use_distributed_sampler=False)`` build the loader with
 ``batch_sampler=self.selector.batch_sampler()``: selection stays global (docs/distributed.md).
 Lightning refuses a step that returns ``None`` under DDP, so accumulating strategies need
-manual optimisation there.
+manual optimisation there (``self.automatic_optimization = False``; the pattern is in
+docs/distributed.md).
 """
 
 from __future__ import annotations
