@@ -249,8 +249,10 @@ def test_sync_batchnorm_on_cpu_is_refused_before_the_run_directory_is_touched(tm
 
 # a scoring selection that hands out shares of every raw batch (automatic optimisation), and
 # two accumulating strategies in a manually optimised module (steps skipped while they gather)
-@pytest.mark.parametrize("strategy", ["top_half_unstable", "batchwise", "selective_backprop"])
-def test_selector_under_lightning_ddp_equals_one_device(strategy, tmp_path):
+# (and ddp_spawn, which pickles the module with its Selector into the processes it spawns)
+@pytest.mark.parametrize("strategy, launch", [("top_half_unstable", "ddp"), ("batchwise", "ddp"),
+                                              ("selective_backprop", "ddp"), ("batchwise", "ddp_spawn")])
+def test_selector_under_lightning_ddp_equals_one_device(strategy, launch, tmp_path):
     """Lightning's DDP strategy (two CPU processes, the Selector's batch sampler, Lightning's
     sampler replacement off) makes the decisions of a one-device fit and ends with its weights."""
     pytest.importorskip("lightning", reason="the lightning extra is not installed: pip install -e '.[lightning]'")
@@ -258,7 +260,7 @@ def test_selector_under_lightning_ddp_equals_one_device(strategy, tmp_path):
     results = {}
     for nproc in (1, 2):
         out = tmp_path / f"{nproc}.json"
-        done = subprocess.run([sys.executable, str(worker), str(nproc), str(out), strategy], capture_output=True,
+        done = subprocess.run([sys.executable, str(worker), str(nproc), str(out), strategy, launch], capture_output=True,
                               text=True, timeout=240, env=environment(), cwd=tmp_path)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         results[nproc] = json.loads(out.read_text())

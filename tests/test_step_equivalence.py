@@ -4,6 +4,7 @@ strategy (a strategy added to the registry is covered here without a line change
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -35,9 +36,11 @@ def counters(row: dict) -> dict:
     return picked
 
 
-def selector_loop(values: dict, data, epochs: int, wrap=None) -> tuple[torch.nn.Module, list[dict]]:
+def selector_loop(values: dict, data, epochs: int, wrap=None, between=None) -> tuple[torch.nn.Module, list[dict]]:
     """A hand-written loop over a DataLoader with the trainer's model, optimizer and inputs
-    (``wrap``: what the training forward goes through, e.g. DistributedDataParallel)."""
+    (``wrap``: what the training forward goes through, e.g. DistributedDataParallel;
+    ``between``: applied to (selector, model, optimizer) after each epoch, the loop goes on
+    with what it returns)."""
     config = make_config(values)
     pipeline = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std, augmentation="none")
     x, y = pipeline.batch(torch.arange(data.num_train), None)
@@ -47,10 +50,10 @@ def selector_loop(values: dict, data, epochs: int, wrap=None) -> tuple[torch.nn.
     options = {k: v for k, v in values.items() if k not in RUN_KEYS}
     selector = Selector(config.strategy, dataset, batch_size=config.batch_size, epochs=epochs,
                         seed=config.rng_seed, data=data, **options)
-    loader = DataLoader(dataset, batch_sampler=selector.batch_sampler())
-    forward = wrap(model) if wrap is not None else model
     stats = []
     for _ in range(epochs):
+        loader = DataLoader(selector.dataset, batch_sampler=selector.batch_sampler())
+        forward = wrap(model) if wrap is not None else model
         for xb, yb, index, weight in selector.batches(loader, model):
             model.train()
             out = forward(xb)
@@ -60,7 +63,25 @@ def selector_loop(values: dict, data, epochs: int, wrap=None) -> tuple[torch.nn.
             optimizer.step()
             selector.feedback(index, losses, out, yb)
         stats.append(selector.epoch_stats())
+        if between is not None:
+            selector, model, optimizer = between(selector, model, optimizer)
     return model, stats
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_a_pickled_selector_carries_on_like_the_original(name, toy_data, tmp_path, monkeypatch):
+    """What Lightning's ddp_spawn and multiprocessing do to a Selector: copied through pickle
+    (with its model and optimizer) after every epoch, it makes the decisions of the original
+    and the weights end equal."""
+    monkeypatch.setenv("ASSIST_CACHE_DIR", str(tmp_path))
+    values = {"strategy": name, "epochs": 3, "batch_size": 16, "rng_seed": 5, "data_augmentation": False,
+              "model": "fcnet100", "learning_rate": 0.05}
+    model, stats = selector_loop(values, toy_data, epochs=3)
+    copied, copied_stats = selector_loop(values, toy_data, epochs=3,
+                                         between=lambda *loop: pickle.loads(pickle.dumps(loop)))
+    assert [counters(row) for row in copied_stats] == [counters(row) for row in stats]
+    for (key, expected), got in zip(model.state_dict().items(), copied.state_dict().values()):
+        assert torch.equal(expected, got), f"{name}: parameter {key} differs after the pickled copies"
 
 
 @pytest.mark.parametrize("name", STRATEGIES.names())

@@ -8,6 +8,7 @@ so numbers are never reused or renumbered, only added.
 from __future__ import annotations
 
 from enum import IntEnum
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import torch
@@ -31,3 +32,20 @@ def derive_seed(seed: int, stream: Stream | int) -> int:
 def generator(seed: int, stream: Stream | int, device: str | torch.device = "cpu") -> torch.Generator:
     """A generator for one purpose of the run seeded ``seed``."""
     return torch.Generator(device=device).manual_seed(derive_seed(seed, stream))
+
+
+def _rebuild_generator(device: str, state: bytes) -> torch.Generator:
+    rebuilt = torch.Generator(device=device)
+    rebuilt.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
+    return rebuilt
+
+
+def _reduce_generator(g: torch.Generator):
+    return _rebuild_generator, (str(g.device), g.get_state().numpy().tobytes())
+
+
+# A generator sent to a process started by "spawn" or "forkserver" (Lightning's ddp_spawn
+# pickles the module, and a Selector holds generators) crashes in torch's own reduction, whose
+# state tensor is freed before the child maps it (pytorch/pytorch#146828). Multiprocessing's
+# pickler sends the state as bytes instead: the same copy of the state, without shared memory.
+ForkingPickler.register(torch.Generator, _reduce_generator)

@@ -2,7 +2,7 @@
 starts the other ranks by running this script again), for tests/test_distributed.py; rank 0
 writes the final weights and the Selector's last epoch counters as JSON.
 
-    python lightning_worker.py NPROC OUT.json STRATEGY
+    python lightning_worker.py NPROC OUT.json STRATEGY [ddp|ddp_spawn]
 """
 
 import json
@@ -73,7 +73,8 @@ def main() -> None:
     options = OPTIONS.get(strategy, {})
     selector = Selector(options.pop("strategy", strategy), IndexedDataset(blobs()), batch_size=16, epochs=2, seed=1,
                         **options)
-    parallel = {"strategy": "ddp", "devices": nproc} if nproc > 1 else {"devices": 1}
+    launch = sys.argv[4] if len(sys.argv) > 4 else "ddp"   # ddp_spawn pickles the module and its Selector
+    parallel = {"strategy": launch, "devices": nproc} if nproc > 1 else {"devices": 1}
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", callbacks=[AssistCallback(selector)],
                         use_distributed_sampler=False, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, **parallel)

@@ -44,6 +44,10 @@ def cross_entropy_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.
     return F.cross_entropy(outputs.float(), targets, reduction="none")
 
 
+def _ignore(event: str, **info: Any) -> None:
+    """The event sink of a step nobody listens to."""
+
+
 @dataclass
 class EpochCounters:
     steps: int = 0
@@ -112,7 +116,7 @@ class SelectionStep:
         self.model = model
         self.score_fn = score_fn
         self.num_classes = num_classes
-        self.emit = emit or (lambda event, **info: None)
+        self.emit = emit or _ignore
         self.model_hint = model_hint
         self.select_generator = select_generator
         self.context = StrategyContext(

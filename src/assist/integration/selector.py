@@ -72,10 +72,8 @@ class Selector:
         # under an initialised process group (yours, Lightning's DDP) selection is global: see
         # batch_sampler() and docs/distributed.md
         self.group = Group.current()
-        reference = None if data is None else (  # RHO-LOSS's reference model, trained by the Trainer on rank 0
-            lambda spec: self.group.broadcast(
-                fit_reference(data, spec, device=str(self._model_device()), eval_batch_size=self.config.eval_batch_size)
-                if self.group.is_main else None))
+        self._reference_data = data
+        reference = None if data is None else self._train_reference
         self.core = SelectionStep(
             self.strategy, num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
@@ -261,6 +259,12 @@ class Selector:
                 "sampler=selector.epoch_sampler() (or batch_sampler=selector.batch_sampler())")
 
     # ------------------------------------------------------------------ checks and state
+    def _train_reference(self, spec: Any) -> Any:
+        """RHO-LOSS's reference model, trained by the Trainer on rank 0 and broadcast."""
+        return self.group.broadcast(
+            fit_reference(self._reference_data, spec, device=str(self._model_device()),
+                          eval_batch_size=self.config.eval_batch_size) if self.group.is_main else None)
+
     def _model_device(self) -> torch.device:
         if self.model is None:
             return torch.device("cpu")

@@ -49,7 +49,23 @@ def params_schema(name: str, keys: Iterable[str] = (), *, base: type[StrategyPar
         fields[key] = (info.annotation, copy.copy(info))
     if options is not None:
         fields["strategy_options"] = (options, Field(default_factory=options))
-    return create_model(name, __base__=base, **fields)
+    if name in _SCHEMAS:
+        raise ValueError(f"a strategy schema named {name!r} exists already")
+    _SCHEMAS[name] = create_model(name, __base__=base, __module__=__name__, **fields)
+    return _SCHEMAS[name]
+
+
+#: every schema params_schema made, by name: pickle finds a schema (and a Selector, a strategy
+#: holding its params) as an attribute of this module
+_SCHEMAS: dict[str, type[StrategyParams]] = {}
+
+
+def __getattr__(name: str) -> type[StrategyParams]:
+    if name not in _SCHEMAS:
+        import assist.strategies  # noqa: F401  (an unpickler may get here before the strategies are imported)
+    if name in _SCHEMAS:
+        return _SCHEMAS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class FixedRawBatch(StrategyParams):
