@@ -65,7 +65,9 @@ class AssistCallback(pl.Callback):
         if self.log_stats:
             stats = {self.prefix + key: float(value) for key, value in self.selector.epoch_stats().items()
                      if isinstance(value, (int, float)) and key != "epoch"}
-            pl_module.log_dict(stats, on_step=False, on_epoch=True)
+            # the counters are equal on every rank (selection is global): the mean over ranks
+            # is the value, and Lightning stops asking for sync_dist
+            pl_module.log_dict(stats, on_step=False, on_epoch=True, sync_dist=self.selector.group.world_size > 1)
 
     def state_dict(self) -> dict[str, Any]:
         return self.selector.state_dict()
