@@ -49,8 +49,7 @@ def params_schema(name: str, keys: Iterable[str] = (), *, base: type[StrategyPar
         fields[key] = (info.annotation, copy.copy(info))
     if options is not None:
         fields["strategy_options"] = (options, Field(default_factory=options))
-    if name in _SCHEMAS:
-        raise ValueError(f"a strategy schema named {name!r} exists already")
+    # a name made again (a module reloaded, a test's strategy) points to the newest schema
     _SCHEMAS[name] = create_model(name, __base__=base, __module__=__name__, **fields)
     return _SCHEMAS[name]
 
