@@ -73,6 +73,41 @@ def test_slurm_resources_from_the_spec_reach_the_sbatch_script(tmp_path: Path, s
     assert executor.max_num_timeout == 3
 
 
+def test_a_data_parallel_run_asks_for_its_tasks_and_gpus_on_one_node(tmp_path: Path, stand_in_srun):
+    executor = slurm.make_executor("slurm", tmp_path, SlurmOptions(gpus=1, processes_per_run=4))
+    script = executor._make_submission_file_text("python -m job", "uid")
+    for line in ("#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4", "#SBATCH --nodes=1"):
+        assert line in script, f"{line!r} missing from:\n{script}"
+
+
+DDP_KEYS = {"world_size", "rank_step_time_s", "rank_selection_comm_s", "selection_comm_share"}
+
+
+def test_submitit_local_runs_a_sweep_run_on_two_processes(tmp_path: Path, keep_torch_threads):
+    """processes_per_run: 2 makes each run one job of two tasks that join one gloo group; the
+    run makes the decisions of a one-process run, and a second sweep finds it done."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "ddp-sweep", "seeds": [0],
+        "base": {"dataset": "synthetic", "model": "fcnet16", "epochs": 3, "batch_size": 4, "learning_rate": 0.01,
+                 "num_threads": 1, "strategy": "selective_backprop"},
+        "slurm": {"time": 10, "processes_per_run": 2}}))
+    out = tmp_path / "out"
+    plan = plan_sweep(spec, out)
+    lines: list[str] = []
+    report = run_sweep(plan, executor="submitit-local", workers=1, echo=lines.append)
+    assert [o.status for o in report.outcomes] == ["completed", "completed"], lines   # and the archetype twin
+    run = next(r for r in plan.runs if r.config.strategy == "selective_backprop")
+    rows = RunStore(out / run.name).read_metrics()
+    assert [r["world_size"] for r in rows] == [2, 2, 2] and all(len(r["rank_step_time_s"]) == 2 for r in rows)
+    reference = train(run.config, out=tmp_path / "ref").history
+    counts = ("steps", "samples_scored", "samples_trained", "accepted", "buffered")
+    assert [{k: r[k] for k in counts} for r in rows] == [{k: r[k] for k in counts} for r in reference]
+    assert [r["test_accuracy"] for r in rows] == pytest.approx([r["test_accuracy"] for r in reference], abs=1e-4)
+    again = run_sweep(plan_sweep(spec, out), executor="submitit-local", workers=1, echo=lines.append)
+    assert not again.outcomes and lines[-1] == "nothing to run", lines
+
+
 def preempt_when_running(run_dir: Path, lock: Path, send) -> None:
     """Once the run has two epochs on disk, send the preemption signal to the process running it."""
     wait_until(lambda: len(RunStore(run_dir).read_metrics()) >= 2, 180, f"two epochs in {run_dir.name}")

@@ -59,20 +59,21 @@ class Group:
     @classmethod
     def from_environment(cls, device: str) -> "Group":
         """Join the process group a launcher described (torchrun's RANK/WORLD_SIZE, or a
-        Slurm job step through submitit), initialising it when needed: ``gloo`` for CPU runs,
+        Slurm job step or a submitit job of several tasks), initialising it when needed: ``gloo`` for CPU runs,
         ``nccl`` for CUDA ones. Without such an environment: one process."""
         if dist.is_available() and dist.is_initialized():
             return cls.current()
-        if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1 \
-                and "SLURM_PROCID" in os.environ:
+        slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ
+        local = int(os.environ.get("SUBMITIT_LOCAL_NTASKS", "1")) > 1   # submitit's LocalExecutor
+        if "WORLD_SIZE" not in os.environ and (slurm or local):
             try:
                 from submitit.helpers import TorchDistributedEnvironment
             except ImportError:  # pragma: no cover - the slurm extra is missing
                 raise DistributedError("a Slurm job step of several tasks needs submitit to set up "
-                                       "torch.distributed: pip install 'assist-sampling[slurm]'") from None
+                                       "torch.distributed: pip install 'assist-sampling[cluster]'") from None
             # submitit reads a job's Slurm variables once told it runs under Slurm (its own
             # jobs set this; a plain ``srun`` step does not); it parses the node list for us
-            os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
+            os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm" if slurm else "local")
             TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:

@@ -87,38 +87,71 @@ def redirect_output(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def run_task(task: RunTask, *, redirect: bool = True, lock_wait_s: float = LOCK_WAIT_S) -> Outcome:
-    """Run (or resume, or skip) one run; see the module docstring."""
+def run_task(task: RunTask, *, redirect: bool = True, lock_wait_s: float = LOCK_WAIT_S,
+             group: Any = None) -> Outcome:
+    """Run (or resume, or skip) one run; see the module docstring. With the ``group`` of a
+    data-parallel run this is rank 0, which tells the other ranks (``follow_task``) whether and
+    how the run trains."""
     from assist.experiments.store import SweepDir
 
     sweep = SweepDir(task.root)
     lock = sweep.lock(task.run_id)
     if not lock.acquire(wait_s=lock_wait_s):
+        _tell(group, None)
         return Outcome(task.run_id, task.name, "busy", "another process is running it")
     try:
-        path = sweep.run_dir(task.run_id, task.name)
-        store = RunStore(path)
-        try:
-            summary = store.read_summary()
-        except RunDirError as error:
-            return Outcome(task.run_id, path.name, "broken", str(error))
-        restart = False
-        if summary is not None:
-            if summary.get("status") == "completed" or not task.retry_failed:
-                return Outcome(task.run_id, path.name, "skipped", f"already {summary.get('status')}",
-                               int(summary.get("epochs_completed") or 0))
-            restart = True
-        elif store.marked and not store.exists:
-            store.clear()  # killed while creating it: nothing worth keeping, and we hold the lock
+        decided = _decide(task, sweep)
+        _tell(group, None if isinstance(decided, Outcome) else decided)
+        if isinstance(decided, Outcome):
+            return decided
+        path, restart = decided
         log = sweep.log_path(path.name)
         context = redirect_output(log) if redirect else contextlib.nullcontext()
         with context:
-            return _train(task, path, restart)
+            return _train(task, path, restart, group)
     finally:
         lock.release()
 
 
-def _train(task: RunTask, path: Path, restart: bool) -> Outcome:
+def _decide(task: RunTask, sweep: Any) -> Outcome | tuple[Path, bool]:
+    """Under the run's lock: what there is to do, as the run's directory and whether to
+    restart it, or the outcome when there is nothing to train."""
+    path = sweep.run_dir(task.run_id, task.name)
+    store = RunStore(path)
+    try:
+        summary = store.read_summary()
+    except RunDirError as error:
+        return Outcome(task.run_id, path.name, "broken", str(error))
+    if summary is not None:
+        if summary.get("status") == "completed" or not task.retry_failed:
+            return Outcome(task.run_id, path.name, "skipped", f"already {summary.get('status')}",
+                           int(summary.get("epochs_completed") or 0))
+        return path, True
+    if store.marked and not store.exists:
+        store.clear()  # killed while creating it: nothing worth keeping, and we hold the lock
+    return path, False
+
+
+def _tell(group: Any, decided: Optional[tuple[Path, bool]]) -> None:
+    if group is not None and group.world_size > 1:
+        group.broadcast(decided)
+
+
+def follow_task(task: RunTask, group: Any) -> None:
+    """A rank other than 0 of a data-parallel run: train with rank 0 when it trains."""
+    from assist.api import train
+    from assist.validation import validate_run
+
+    decided = group.broadcast(None)
+    if decided is None:
+        group.close()
+        return
+    path, restart = decided
+    config = validate_run(task.config)
+    train(config, out=path, restart=restart, data=_cached_data(config), group=group)
+
+
+def _train(task: RunTask, path: Path, restart: bool, group: Any = None) -> Outcome:
     from assist.api import train
     from assist.validation import validate_run
     from assist.engine.callbacks import ProgressReporter
@@ -136,7 +169,7 @@ def _train(task: RunTask, path: Path, restart: bool) -> Outcome:
     try:
         config = validate_run(task.config)
         result = train(config, out=path, restart=restart, data=_cached_data(config),
-                       callbacks=[ProgressReporter(stream=sys.stderr, label=task.name)])
+                       callbacks=[ProgressReporter(stream=sys.stderr, label=task.name)], group=group)
     except Exception as error:  # noqa: BLE001 - a broken run is reported, the sweep goes on
         traceback.print_exc()
         return Outcome(task.run_id, path.name, "error", f"{type(error).__name__}: {error}",

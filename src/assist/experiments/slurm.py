@@ -1,4 +1,5 @@
-"""Slurm executor through submitit (``pip install 'assist-sampling[cluster]'``): one array job, one task per run.
+"""Slurm executor through submitit (``pip install 'assist-sampling[cluster]'``): one array job,
+one task per run (``processes_per_run`` tasks for a data-parallel run).
 
 Preemption and timeouts: Slurm sends USR2 ``signal_delay_s`` before the end; submitit then
 calls ``SubmititRun.checkpoint``, which resubmits the same call, and requeues the job. Nothing
@@ -16,9 +17,9 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-from assist.experiments.runner import Outcome, RunTask, run_task
+from assist.experiments.runner import Outcome, RunTask, follow_task, run_task
 from assist.experiments.spec import SlurmOptions, time_minutes
 
 try:
@@ -45,17 +46,27 @@ def require_srun() -> None:
 
 
 class SubmititRun(Checkpointable):
-    """The callable each array task runs; resubmitted as is on preemption or timeout."""
+    """The callable each array task runs; resubmitted as is on preemption or timeout. A job of
+    several tasks (``processes_per_run``) is one data-parallel run: the tasks join one process
+    group, task 0 takes the run's lock and decides, and the others follow it."""
 
-    def __call__(self, task: RunTask) -> Outcome:
+    def __call__(self, task: RunTask) -> Optional[Outcome]:
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
         if cpus and task.config.get("num_threads") is None:
             import torch
 
             torch.set_num_threads(int(cpus))
+        from assist.engine.distributed import Group
+
+        group = Group.from_environment(str(task.config.get("device", "cpu")))
+        if not group.is_main:
+            follow_task(task, group)
+            return None   # the job's result is task 0's outcome
         # Wait a little longer for the lock than locally: a requeued task can start while the
         # node is still tearing down the preempted one.
-        return run_task(task, lock_wait_s=30.0)
+        outcome = run_task(task, lock_wait_s=30.0, group=group)
+        group.close()   # after a skipped run too (training closes it): the followers wait here
+        return outcome
 
     def checkpoint(self, task: RunTask) -> Any:
         return DelayedSubmission(self, task)
@@ -66,7 +77,8 @@ def make_executor(kind: str, folder: Path, options: SlurmOptions) -> Any:
     minutes = time_minutes(options.time)
     if kind == "submitit-local":
         executor = submitit.LocalExecutor(folder=folder, max_num_timeout=options.max_requeues)
-        executor.update_parameters(timeout_min=minutes, signal_delay_s=min(options.signal_delay_s, 30))
+        executor.update_parameters(timeout_min=minutes, signal_delay_s=min(options.signal_delay_s, 30),
+                                   tasks_per_node=options.processes_per_run)
         return executor
     if kind != "slurm":
         raise ValueError(f"unknown executor {kind!r}; use local, slurm or submitit-local")
@@ -77,9 +89,11 @@ def make_executor(kind: str, folder: Path, options: SlurmOptions) -> Any:
         "array_parallelism": options.array_parallelism, "signal_delay_s": options.signal_delay_s,
         "setup": list(options.setup), "stderr_to_stdout": True,
     }
+    if options.processes_per_run > 1:
+        params["ntasks_per_node"] = options.processes_per_run
     optional = {"partition": options.partition, "mem": options.mem, "account": options.account,
                 "qos": options.qos, "constraint": options.constraint,
-                "gpus_per_node": options.gpus or None}
+                "gpus_per_node": options.gpus * options.processes_per_run or None}
     params.update({key: value for key, value in optional.items() if value is not None})
     if options.additional:
         params["additional_parameters"] = dict(options.additional)
@@ -119,9 +133,10 @@ def run_windowed(root: Path, tasks: list[RunTask], options: SlurmOptions, worker
 
 
 def job_outcome(task: RunTask, job: Any) -> Outcome:
-    """The job's returned Outcome, or an error outcome when the job itself failed."""
+    """The job's returned Outcome (task 0's, for a data-parallel run), or an error outcome when
+    the job itself failed."""
     try:
-        return job.result()
+        return job.results()[0]
     except Exception as error:  # noqa: BLE001 - submitit raises for any failed or cancelled job
         first = str(error).strip().splitlines()
         return Outcome(task.run_id, task.name, "crashed",

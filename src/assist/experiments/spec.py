@@ -43,8 +43,11 @@ class SlurmOptions(BaseModel):
 
     partition: Optional[str] = None
     time: Union[int, str] = 60              # minutes, or Slurm's [D-]HH:MM:SS
-    gpus: int = Field(default=0, ge=0)      # per task
-    cpus: int = Field(default=1, gt=0)      # per task
+    gpus: int = Field(default=0, ge=0)      # per task (per process of a data-parallel run)
+    cpus: int = Field(default=1, gt=0)      # per task (per process of a data-parallel run)
+    # data-parallel processes per run, on one node: the job's tasks join one torch.distributed
+    # group (docs/distributed.md); with gpus, one GPU per process
+    processes_per_run: int = Field(default=1, gt=0)
     mem: Optional[str] = None               # e.g. "16G" (Slurm syntax); None: the cluster default
     array_parallelism: int = Field(default=16, gt=0)  # array tasks running at once
     account: Optional[str] = None

@@ -162,6 +162,9 @@ def run_sweep(plan: SweepPlan, *, executor: str = "local", workers: Optional[int
 
         count = workers or min(available_cores(), total)
         echo(f"running {total} runs with {count} worker{'s' * (count > 1)}; logs in {plan.sweep.logs}")
+        if plan.spec.slurm.processes_per_run > 1:
+            echo("note: slurm.processes_per_run is for the slurm and submitit-local executors; "
+                 "the local executor trains each run in one process")
         pool = LocalPool(count, threads_per_worker=threads, on_start=lambda task: echo(f"start {task.name}"),
                          on_outcome=on_outcome)
         try:
