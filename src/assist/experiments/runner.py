@@ -147,8 +147,11 @@ def follow_task(task: RunTask, group: Any) -> None:
         group.close()
         return
     path, restart = decided
-    config = validate_run(task.config)
-    train(config, out=path, restart=restart, data=_cached_data(config), group=group)
+    try:
+        config = validate_run(task.config)
+        train(config, out=path, restart=restart, data=_cached_data(config), group=group)
+    except Exception:  # noqa: BLE001 - rank 0 reports the run's error in its outcome
+        traceback.print_exc()
 
 
 def _train(task: RunTask, path: Path, restart: bool, group: Any = None) -> Outcome:
