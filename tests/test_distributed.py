@@ -61,6 +61,7 @@ def two_processes(tmp_path_factory) -> dict:
     loop, all in one two-process group."""
     folder = tmp_path_factory.mktemp("ddp")
     cases = {"data": DATA, "trainer": {name: {**BASE, **extra} for name, extra in CASES.items()},
+             "batchnorm": {"selective_backprop": {**BASE, **CASES["selective_backprop"]}},
              "selector": {name: {**{k: v for k, v in BASE.items() if k != "num_threads"}, **CASES[name]}
                           for name in SELECTOR_CASES}}
     (folder / "cases.json").write_text(json.dumps(cases))
@@ -109,6 +110,27 @@ def test_filters_reject_in_the_compared_runs(two_processes):
     rows = two_processes["trainer:batchwise_accumulation"]["history"]
     assert all(row["acceptance_ratio"] < 1.0 for row in rows)
     assert sum(row["overflow_discarded"] for row in rows) > 0
+
+
+def test_a_batchnorm_model_reports_the_accuracy_of_the_model_rank_0_saves(two_processes):
+    """Each rank updates BatchNorm's running statistics from its own share; the epoch's
+    evaluation runs with rank 0's, so the reported test metrics are those of rank 0's model
+    evaluated in one process."""
+    sys.path.insert(0, str(WORKER.parent))
+    from ddp_worker import batchnorm_net
+    from assist.data.pipeline import BatchPipeline
+    from assist.engine.trainer import per_sample_losses
+
+    run = two_processes["batchnorm:selective_backprop"]
+    data = make_toy_dataset(**DATA)
+    model = batchnorm_net(data)
+    model.load_state_dict({k: torch.tensor(v) for k, v in run["weights"].items()})
+    assert int(model[2].num_batches_tracked) > 0
+    test = BatchPipeline(data.test_images, data.test_labels, data.mean, data.std, augmentation="none")
+    losses, correct = per_sample_losses(model, test, None, 256)
+    last = run["history"][-1]
+    assert last["test_accuracy"] == pytest.approx(float(correct.float().mean()), abs=1e-9)
+    assert last["test_loss_mean"] == pytest.approx(float(losses.mean()), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", SELECTOR_CASES)

@@ -20,6 +20,14 @@ from assist.engine.distributed import Group  # noqa: E402
 from assist.engine.trainer import Trainer  # noqa: E402
 
 
+def batchnorm_net(data) -> torch.nn.Module:
+    """A small model with BatchNorm: running statistics that each rank updates from its share."""
+    torch.manual_seed(0)
+    pixels = int(data.train_images[0].numel())
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(pixels, 32), torch.nn.BatchNorm1d(32),
+                               torch.nn.ReLU(), torch.nn.Linear(32, data.num_classes))
+
+
 def weights(model: torch.nn.Module) -> dict:
     return {name: tensor.tolist() for name, tensor in model.state_dict().items()}
 
@@ -34,6 +42,9 @@ def main(cases_path: str, out_path: str) -> None:
     for name, values in cases.get("trainer", {}).items():
         trainer = Trainer(make_config(values), data, group=group)
         results[f"trainer:{name}"] = {"history": trainer.fit().history, "weights": weights(trainer.model)}
+    for name, values in cases.get("batchnorm", {}).items():
+        trainer = Trainer(make_config(values), data, model=batchnorm_net(data), group=group)
+        results[f"batchnorm:{name}"] = {"history": trainer.fit().history, "weights": weights(trainer.model)}
     for name, values in cases.get("selector", {}).items():
         wrap = lambda model: torch.nn.parallel.DistributedDataParallel(model)  # noqa: E731
         model, stats = selector_loop(values, data, epochs=values["epochs"], wrap=wrap)

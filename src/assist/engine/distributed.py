@@ -185,6 +185,13 @@ class Group:
         out = torch.cat([p[:n] for p, n in zip(parts, sizes)])
         return out.to(dtype) if dtype == torch.bool else out
 
+    def sync_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP sends them at
+        each training forward, and then each rank updates its copy from its own share."""
+        if self.active:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank (pickled; for set-up and rare results)."""
         if not self.active:

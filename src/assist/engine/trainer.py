@@ -269,6 +269,9 @@ class Trainer:
         }
         if not self.evaluate_epochs:
             return row
+        # each rank's training shares updated its own BatchNorm statistics: evaluate the model
+        # rank 0 checkpoints, on every rank (docs/distributed.md)
+        self.group.sync_buffers(self.model)
         evaluate_train = epoch % self.config.train_eval_every == 0 or epoch == self.config.epochs
         if evaluate_train:
             row.update(loss_statistics("train", *self.evaluate(self.train_eval_data, self.train_eval_indices)))
