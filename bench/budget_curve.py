@@ -11,7 +11,7 @@ Four settings:
 - ``cifar10``: CIFAR-10 / LeNet from the image-folder archive, 2,000 images per class,
   20 epochs, the ``light`` augmentation (flip and padded crop), constant lr 0.05;
 - ``cifar10_cosine``: the same data and augmentation, 30 epochs, lr 0.02 on a cosine
-  schedule to zero (per step, by progress: docs/schedules.md), which does plateau.
+  schedule to zero (per step, by progress: docs/schedules.md), which flattens out.
 
 Per setting and seed, the archetype and each strategy run one after the other in this process
 (seed-major, so a load change on the machine hits every strategy alike), then one
