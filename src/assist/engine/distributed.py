@@ -58,9 +58,9 @@ class Group:
 
     @classmethod
     def from_environment(cls, device: str) -> "Group":
-        """Join the process group a launcher described (torchrun's RANK/WORLD_SIZE, or a
-        Slurm job step or a submitit job of several tasks), initialising it when needed: ``gloo`` for CPU runs,
-        ``nccl`` for CUDA ones. Without such an environment: one process."""
+        """Join the process group a launcher described (torchrun's RANK/WORLD_SIZE, a Slurm
+        job step, or a submitit job of several tasks), initialising it when needed: ``gloo``
+        for CPU runs, ``nccl`` for CUDA ones. Without such an environment: one process."""
         if dist.is_available() and dist.is_initialized():
             return cls.current()
         slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ

@@ -133,7 +133,7 @@ def _decide(task: RunTask, sweep: Any) -> Outcome | tuple[Path, bool]:
 
 
 def _tell(group: Any, decided: Optional[tuple[Path, bool]]) -> None:
-    if group is not None and group.world_size > 1:
+    if group is not None:   # a one-process group's broadcast sends nothing
         group.broadcast(decided)
 
 
