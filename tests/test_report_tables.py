@@ -186,26 +186,3 @@ def test_a_collapsed_seed_is_shown_apart_and_never_averaged(root):
     states = [sweep.state(run, run, index={run: root / run}) for run in [victim, *others]]
     assert [s.state for s in states] == ["collapsed", "done", "done"]
     assert "1 collapsed" in format_states(states) and format_states(states).startswith("collapsed")
-
-
-def test_thesis_table_beside_measured_values(root, capsys):
-    from assist.report.command import cli_report
-    from assist.report.thesis import thesis_comparison, thesis_tables
-
-    rs = load_runs(root)
-    table = thesis_comparison(rs, "4.4")
-    data = table.data.set_index("strategy")
-    assert set(data.index) == {"archetype", "epochwise", "batchwise"} and set(data["model"]) == {"lenet"}
-    lenet = thesis_tables()["tables"]["4.4"]["rows"]["lenet"]
-    assert data.at["batchwise", "loss_mean_ratio_thesis"] == lenet["batchwise"]["loss_mean"][2] == 1.197
-    lenet_runs = rs.runs[(rs.runs["model"] == "lenet") & (rs.runs["strategy"] == "batchwise")].index
-    assert data.at["batchwise", "accuracy_test"] == pytest.approx(
-        np.mean([_final(root, r, "test_accuracy") for r in lenet_runs]))
-    row = table.rows[list(data.index).index("batchwise")]
-    assert row[-1].startswith("mean loss: ✓ / ") and ("holds" in row[-1] or "differs" in row[-1])
-    assert f"({lenet['batchwise']['accuracy'][1]:.3f})" in row[4]
-    assert cli_report(root, root / "report", fmt="csv", thesis="4.4") == 0
-    printed = capsys.readouterr().out
-    assert "Thesis Table 4.4" in printed and (root / "report" / "thesis-4.4.md").is_file()
-    assert cli_report(root, root / "report", fmt="csv", thesis="4.6") == 2
-    assert "cannot be placed" in capsys.readouterr().err

@@ -11,15 +11,31 @@ from assist.experiments.spec import EXECUTORS
 
 
 @click.command("examples")
-def examples_command() -> None:
-    """The sweep specs shipped with ASSIST; run one by name: assist sweep NAME --dry-run."""
+@click.argument("name", required=False)
+def examples_command(name: Optional[str]) -> None:
+    """The sweep specs shipped with ASSIST, each with its run count and the command that runs it
+    small on a CPU; with NAME, that spec's whole header. Run one: assist sweep NAME --dry-run."""
     from assist.experiments.examples import examples
 
     shipped = examples()
+    if name is not None:
+        chosen = [e for e in shipped if name in (e.name, e.path.stem)]
+        if not chosen:
+            error = click.ClickException(f"no shipped spec is called {name!r}; `assist examples` lists them")
+            error.exit_code = 2   # bad input, as everywhere in the CLI
+            raise error
+        click.echo("\n".join(chosen[0].header))
+        click.echo(f"\n(file: {chosen[0].path})")
+        return
     width = max(len(e.name) for e in shipped)
     for example in shipped:
-        click.echo(f"{example.name:<{width}}  {example.description}")
-    click.echo(f"\n(files in {shipped[0].path.parent}; each header says how long it takes and how to run it small)")
+        runs = f" ({example.declared_runs} runs)" if example.declared_runs else ""
+        click.echo(f"{example.name:<{width}}  {example.description}{runs}")
+        cpu = example.commands().get("cpu")
+        if cpu:
+            click.echo(f"{'':<{width}}  on a CPU: {cpu}")
+    click.echo(f"\n(files in {shipped[0].path.parent}; `assist examples NAME` shows a spec's header: "
+               "what it runs, its full-scale command and its GPU-hours)")
 
 
 @click.command("sweep")

@@ -7,7 +7,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import pandas as pd
 from tqdm import tqdm
@@ -19,6 +19,9 @@ from assist.report.grouping import Group, Subgroup, find_twins, group_runs
 from assist.report.loading import RunSet
 from assist.report.cost import cost_table, run_costs
 from assist.report.tables import RunFacts, Table, appendix_table, comparison_table
+
+if TYPE_CHECKING:
+    from assist.report.thesis import ThesisComparison
 
 
 PARALLEL_MIN_JOBS = 8  # fewer figure sets than this are drawn faster than processes start
@@ -46,6 +49,7 @@ class Report:
     appendix: Table
     colours: dict[str, str]
     twins: dict[str, Optional[str]]
+    thesis: Optional["ThesisComparison"] = None   # --thesis: the published values beside these runs
 
     @property
     def not_completed(self) -> pd.DataFrame:

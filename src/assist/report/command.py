@@ -44,19 +44,20 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
             return _fail(f"--out {str(target)!r} exists and is not a directory", 2)
         target.mkdir(parents=True, exist_ok=True)
         report = build_report(runset, target, group_by=keys, figures=fmt != "csv", progress=progress)
+        if thesis is not None:
+            from assist.report.thesis import thesis_comparison
+
+            report.thesis = thesis_comparison(runset, thesis)
         written = write_csv(report, target)
         if fmt == "html":
             written.insert(0, render_html(report, target / "report.html"))
         elif fmt == "md":
             written.insert(0, render_markdown(report, target / "report.md"))
-        beside = None
-        if thesis is not None:
-            from assist.report.text import table_markdown
-            from assist.report.thesis import thesis_comparison
+        if report.thesis is not None and report.thesis.table is not None:
+            from assist.report.text import thesis_markdown
 
-            beside = thesis_comparison(runset, thesis)
             path = target / f"thesis-{thesis}.md"
-            atomic_write(path, f"# {beside.title}\n\n{table_markdown(beside)}\n", durable=False)
+            atomic_write(path, thesis_markdown(report.thesis), durable=False)
             written.append(path)
     except ReportError as error:
         return _fail(str(error), error.exit_code)
@@ -71,10 +72,12 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
     for path, reason in runset.skipped:
         print(f"assist report: skipped {path}: {reason}", file=sys.stderr)
     print(terminal_tables(report))
-    if beside is not None:
-        from assist.report.text import table_markdown
+    if report.thesis is not None and report.thesis.table is None:
+        print(f"assist report: warning: --thesis {thesis}: {report.thesis.note}", file=sys.stderr)
+    elif report.thesis is not None:
+        from assist.report.text import thesis_markdown
 
-        print(f"\n{beside.title}\n\n{table_markdown(beside)}")
+        print("\n" + thesis_markdown(report.thesis, heading=""))
     counts = runset.runs["status"].value_counts().to_dict()
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"\n{len(runset)} runs ({status}), {len(runset.skipped)} skipped, "
@@ -94,8 +97,9 @@ def cli_report(runs_dir: str | os.PathLike, out: Optional[str | os.PathLike] = N
               help="Config keys that define a table (default: every key except strategy "
                    "keys, seed and paths); other varying keys become row columns.")
 @click.option("--thesis", default=None, metavar="TABLE",
-              help="Also compare with the thesis's published table TABLE (e.g. 4.4): each cell "
-                   "'measured (thesis)', and whether its loss-ratio finding holds here.")
+              help="Also compare with the thesis: a table (4.4-4.9) or 'appendix' (every Appendix II "
+                   "run). Runs made with the thesis run's settings (any epochs) are set beside it, each "
+                   "cell 'measured (thesis)', with the thesis's findings: holds / does not hold here.")
 def report_command(runs_dir: Path, out: Optional[Path], fmt: str, group_by: Optional[str],
                    thesis: Optional[str]) -> None:
     """Tables, figures and an HTML report from the runs under RUNS_DIR."""

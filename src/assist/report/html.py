@@ -37,6 +37,7 @@ figcaption{font-size:.82rem;color:#555;margin-top:.3rem}
 details{margin:.4rem 0}summary{cursor:pointer;color:#0b5cad}
 pre{background:#f4f4f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
 .note{font-size:.85rem;color:#444}.warn{color:#8a4b00}
+.findings li.holds::marker{content:"✓ ";color:#1a7f37}.findings li.fails::marker{content:"✗ ";color:#b42318}
 nav ul{columns:2;font-size:.9rem}
 """
 
@@ -172,6 +173,25 @@ def _problems_html(report: Report) -> str:
     return "<section id='problems'><h2>Problems</h2>" + "".join(items) + "</section>"
 
 
+def _thesis_html(report: Report) -> str:
+    """The --thesis comparison: the table, then each finding marked holds / does not hold."""
+    comparison = report.thesis
+    if comparison is None:
+        return ""
+    if comparison.table is None:
+        return (f"<section id='thesis'><h2>{escape(comparison.title)}</h2>"
+                f"<p class='warn'>{escape(comparison.note)}</p></section>")
+    items = "".join(
+        f"<li class='{'holds' if line.endswith(': holds') else 'fails' if line.endswith('does not hold') else ''}'>"
+        f"{escape(line)}</li>" for line in comparison.findings)
+    findings = (f"<h3>The thesis's findings, here</h3><ul class='findings'>{items}</ul>" if items else
+                "<p>No finding to check: no strategic row has its archetype beside it.</p>")
+    return (f"<section id='thesis'><h2>{escape(comparison.title)}</h2>"
+            "<p>Each cell: measured (thesis). Measured: the mean over the matched completed runs, made with "
+            "the thesis run's settings; Scale: epochs here / in the thesis, and any training subset.</p>"
+            f"{table_html(comparison.table, report.colours, 'thesis-table')}{findings}</section>")
+
+
 def render_html(report: Report, path: Path) -> Path:
     """Write the report to ``path`` (one file, figures embedded)."""
     runset = report.runset
@@ -184,13 +204,16 @@ def render_html(report: Report, path: Path) -> Path:
         f"{escape(yaml.dump(runset.configs[run], Dumper=_DUMPER, sort_keys=True))}</pre></details>"
         for run in runset.runs.index)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    thesis_toc = ("" if report.thesis is None else
+                  f"<li><a href='#thesis'>{escape(report.thesis.title.split(' — ')[0])}</a></li>")
     body = [
         f"<header><h1>ASSIST report</h1><p>Runs directory <code>{escape(str(runset.root))}</code>: "
         f"{len(runset)} runs ({escape(summary)}) in {len(report.groups)} group(s); "
         f"generated {stamp}.</p></header>",
-        f"<nav><h2>Contents</h2><ul>{toc}<li><a href='#appendix'>All runs: parameters and final values</a></li>"
+        f"<nav><h2>Contents</h2><ul>{thesis_toc}{toc}<li><a href='#appendix'>All runs: parameters and final values</a></li>"
         "<li><a href='#configs'>Run configurations</a></li><li><a href='#problems'>Problems</a></li></ul></nav>",
         _problems_html(report),
+        _thesis_html(report),
         *(_group_html(g, report.colours) for g in report.groups),
         "<section id='appendix'><h2>All runs: parameters and final values (the thesis's Appendix II)</h2>",
         table_html(report.appendix, report.colours, "appendix"), "</section>",

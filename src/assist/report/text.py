@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -10,6 +11,9 @@ from assist.report.build import Report
 from assist.report.figures import CAPTION
 from assist.report.tables import TABLE_METRICS, Table
 from assist.files import atomic_write
+
+if TYPE_CHECKING:
+    from assist.report.thesis import ThesisComparison
 
 
 def table_markdown(table: Table) -> str:
@@ -19,6 +23,17 @@ def table_markdown(table: Table) -> str:
     lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
     lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in table.rows]
     return "\n".join(lines)
+
+
+def thesis_markdown(comparison: "ThesisComparison", heading: str = "# ") -> str:
+    """The ``--thesis`` table and its findings, as Markdown (or plain text without a heading)."""
+    if comparison.table is None:
+        return f"{heading}{comparison.title}\n\n{comparison.note}\n"
+    out = [f"{heading}{comparison.title}\n", table_markdown(comparison.table) + "\n"]
+    if comparison.findings:
+        out.append("Findings of the thesis (holds: the measured direction is the thesis's):\n")
+        out += [f"- {line}" for line in comparison.findings]
+    return "\n".join(out) + "\n"
 
 
 def render_markdown(report: Report, path: Path) -> Path:
@@ -50,6 +65,8 @@ def render_markdown(report: Report, path: Path) -> Path:
                     rel = fig.files["png"].relative_to(path.parent).as_posix()
                     out.append(f"![{sub.title}: {fig.kind}]({rel})\n")
         out.append(f"_{CAPTION}_\n")
+    if report.thesis is not None:
+        out.append(thesis_markdown(report.thesis, heading="## "))
     out.append(f"## All runs: parameters and final values (the thesis's Appendix II)\n\n{table_markdown(report.appendix)}\n")
     atomic_write(path, "\n".join(out), durable=False)
     return path
