@@ -220,3 +220,27 @@ def test_legends_are_readable_at_full_size_and_never_overlap():
         for i, a in enumerate(boxes):
             for b in boxes[i + 1:]:
                 assert not a.overlaps(b), label
+
+
+def test_a_long_title_wraps_inside_the_figure(tmp_path):
+    """A group label longer than the figure is wide wraps onto more lines and stays clear of
+    both edges; the figure is as wide as the report's column (report/html.py)."""
+    from assist.report.drawing import FIGURE_PX, _TEMPLATES, render_panels
+
+    paths = generate_runs(tmp_path / "runs", variants=("archetype",), seeds=(0,), epochs=3,
+                          generator=torch.Generator().manual_seed(1))
+    epochs = add_derived(load_runs(tmp_path / "runs").epochs)
+    lines = [Line("archetype", [epochs.sort_values("epoch")], True)]
+    title = "g01: " + ", ".join(f"some_key_{i}=value_{i}" for i in range(24))
+    assert len(title) > 2 * 150
+    made = render_panels(lines, colour_map(["archetype"]), "epoch", title, stem=tmp_path / "long", formats=("png",))
+    assert made is not None and Image.open(made.files["png"]).size[0] == FIGURE_PX
+    fig, _ = next(iter(_TEMPLATES.values()))
+    renderer = fig.canvas.get_renderer()
+    suptitle = fig._suptitle
+    assert suptitle.get_text().count("\n") >= 2 and suptitle.get_text().replace("\n", " ").startswith(title)
+    box = suptitle.get_window_extent(renderer)
+    assert box.x0 > 0 and box.x1 < fig.bbox.width and box.y1 < fig.bbox.height
+    # the panels start below the title's last line
+    top_of_panels = max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes if ax.get_visible())
+    assert top_of_panels < box.y0

@@ -13,13 +13,14 @@ from pathlib import Path
 import yaml
 
 from assist.report.build import GroupReport, Report
+from assist.report.drawing import FIGURE_PX
 from assist.report.figures import CAPTION
 from assist.report.tables import Table
 from assist.files import atomic_write
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
-main{max-width:1280px;margin:0 auto;padding:1rem 1.5rem 3rem}
+main{max-width:1400px;margin:0 auto;padding:1rem 1.5rem 3rem}
 h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.3rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
 h3{font-size:1.05rem;margin:1.4rem 0 .4rem}
 .scroll{overflow-x:auto;margin:.5rem 0}
@@ -107,7 +108,7 @@ def table_notes(table: Table) -> str:
 def _figure_html(path: Path, alt: str, caption: str = CAPTION) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure class="report-figure"><img src="data:image/png;base64,{data}" '
-            f'alt="{escape(alt)}" width="1080"><figcaption>{escape(alt)}. {escape(caption)}'
+            f'alt="{escape(alt)}" width="{FIGURE_PX}"><figcaption>{escape(alt)}. {escape(caption)}'
             f"</figcaption></figure>")
 
 
