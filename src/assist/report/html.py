@@ -38,6 +38,7 @@ figcaption{font-size:.82rem;color:#555;margin-top:.3rem}
 details{margin:.4rem 0}summary{cursor:pointer;color:#0b5cad}
 pre{background:#f4f4f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
 .note{font-size:.85rem;color:#444}.warn{color:#8a4b00}
+ul.verdict{margin:.6rem 0;padding-left:1.2rem;font-weight:600}
 nav ul{columns:2;font-size:.9rem}
 """
 
@@ -122,7 +123,9 @@ def _group_html(rep: GroupReport, colours: dict[str, str]) -> str:
     apart = any(cls != "completed" for cls in rep.table.classes)
     config = "".join(f"<tr><td class='text'>{escape(k)}</td><td class='text'>{escape(str(v))}</td></tr>"
                      for k, v in group.keys.items())
+    verdicts = "".join(f"<li>{escape(line)}</li>" for line in rep.verdicts)
     parts = [f'<section class="group" id="{group.gid}"><h2>{escape(group.gid)}: {escape(group.title)}</h2>',
+             f"<ul class='verdict'>{verdicts}</ul>" if verdicts else "",
              f"<details><summary>Configuration shared by the {len(group.runs)} runs of this group"
              f"</summary><table class='config'>{config}</table></details>",
              *(table_html(part, colours, "comparison") for part in split_comparison(rep.table)),
