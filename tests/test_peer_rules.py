@@ -259,8 +259,23 @@ def test_divbs_embeddings_are_the_last_layer_gradient():
     for i in range(4):
         layer.zero_grad()
         torch.nn.functional.cross_entropy(layer(features[i:i + 1]), labels[i:i + 1]).backward()
-        expected = torch.cat([layer.weight.grad, layer.bias.grad[:, None]], dim=1).flatten()
-        assert torch.allclose(embeddings[i], expected, atol=1e-6)
+        assert torch.allclose(embeddings[i], layer.weight.grad.flatten(), atol=1e-6)   # no bias, as the authors'
+
+
+def test_divbs_draws_in_proportion_to_the_unnormalised_correlation():
+    """The authors' rule draws each pick ∝ |d_i · r|. Dividing by the norm of d_i (a reading
+    this project once used) would change the first pick's odds here from 10/18.1 to 1/9.1."""
+    from assist.strategies.divbs import diverse_greedy, pick_weights
+
+    embeddings = torch.tensor([[10.0, 0.0]] + [[0.0, 1.0]] * 9)
+    residual = embeddings.mean(dim=0)                                  # (1, 0.9)
+    free = torch.ones(10, dtype=torch.bool)
+    assert torch.allclose(pick_weights(embeddings, residual, free), torch.tensor([10.0] + [0.9] * 9))
+    free[0] = False
+    assert pick_weights(embeddings, residual, free)[0] == 0
+    g = torch.Generator().manual_seed(0)
+    first = sum(int(diverse_greedy(embeddings, 1, g)[0]) == 0 for _ in range(3000)) / 3000
+    assert 0.52 < first < 0.58, first                                 # 10 / 18.1 = 0.552; normalised: 0.11
 
 
 def test_divbs_trains_its_budget_of_each_raw_batch():

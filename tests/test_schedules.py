@@ -113,3 +113,19 @@ def test_bad_recipes_name_the_key(values, message):
 def test_learning_rate_function_without_schedule_is_constant():
     config = make_config({"learning_rate": 0.2})
     assert learning_rate(config, 0.0) == learning_rate(config, 0.9) == 0.2
+
+
+@pytest.mark.parametrize("schedule", [{"lr_scheduler": "multistep", "milestone_every": 2, "gamma": 0.1},
+                                      {"lr_scheduler": "exponential", "gamma": 0.5}], ids=["multistep", "exponential"])
+def test_the_recorded_learning_rate_is_the_one_each_epoch_trained_at(toy_data, schedule):
+    """metrics.jsonl's learning_rate is the rate of the epoch's steps, not the next epoch's:
+    a multistep run shows its drop at the first epoch that trained at the lower rate."""
+    config, seen, history = rates(toy_data, **schedule)
+    steps_by_epoch = [r["steps"] for r in history]
+    start = 0
+    for row, steps in zip(history, steps_by_epoch):
+        trained = [lr for _, lr in seen[start:start + steps]]
+        start += steps
+        assert trained and trained == pytest.approx([row["learning_rate"]] * steps), (row["epoch"], trained)
+    expected = ([0.1, 0.1, 0.01, 0.01] if schedule["lr_scheduler"] == "multistep" else [0.1, 0.05, 0.025, 0.0125])
+    assert [r["learning_rate"] for r in history] == pytest.approx(expected)

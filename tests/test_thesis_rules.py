@@ -195,3 +195,42 @@ def test_epoch_and_batch_levels_may_filter_differently(toy_data):
         make_config({"strategy": "epoch_batchwise", "epoch_selector": "top_k"})
     with pytest.raises(ConfigError, match="epoch_filter='soft': no effect for strategy 'batchwise'"):
         make_config({"strategy": "batchwise", "epoch_filter": "soft"})
+
+
+def test_qsplit_short_bucket_shares_its_shortfall_unless_literal():
+    """Algorithm 4 draws k/q from each bucket; a bucket holding fewer gives what it has. The
+    default hands the shortfall to the other buckets; quota=literal is the printed rule."""
+    from assist.selection import loss_qsplit_random, split_quota
+
+    assert split_quota(6, [1, 10]) == [1, 5]
+    assert split_quota(6, [1, 10], "literal") == [1, 3]
+    assert split_quota(7, [10, 10], "literal") == [3, 4]          # the remainder to the top bucket
+    with pytest.raises(ValueError, match="quota"):
+        split_quota(6, [1, 10], "other")
+    losses = torch.tensor([0.1] * 10 + [9.0])                     # one dominant sample: a bucket of one
+    g = torch.Generator().manual_seed(0)
+    assert loss_qsplit_random(losses, 6, 2, 2.0, g).numel() == 6
+    literal = loss_qsplit_random(losses, 6, 2, 2.0, g, quota="literal")
+    assert literal.numel() == 4 and 10 in literal.tolist()
+
+
+def test_fill_random_is_on_where_the_thesis_filled_and_stored_resolved():
+    """"Defaulting back to SGD" (3.2.1) is the default wherever a count selector asks for k;
+    elsewhere fill_random resolves to false, the value every earlier run directory stored."""
+    from assist.api import config_hash
+
+    with_k = make_config({"batch_filtering": True, "selector": "top_k", "select_k": 8})
+    assert with_k.fill_random is True and with_k.model_dump()["fill_random"] is True
+    assert make_config({"batch_filtering": True, "selector": "top_k", "select_k": 8,
+                        "fill_random": False}).fill_random is False
+    for values in ({}, {"batch_filtering": True}, {"strategy": "infobatch"}):
+        config = make_config(values)
+        assert config.fill_random is False
+        # a run directory written when the default was false stored it so: same identity
+        assert config_hash(make_config({**values, "fill_random": False})) == config_hash(config)
+    from assist.validation import twin_config, validate_run
+
+    validate_run({"strategy": "infobatch"})                        # resolved false is not "set"
+    assert twin_config(validate_run({"batch_filtering": True, "selector": "top_k", "select_k": 8})).fill_random is False
+    with pytest.raises(ConfigError, match="fill_random=True has no effect without select_k"):
+        validate_run({"batch_filtering": True, "fill_random": True})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -159,6 +160,12 @@ def _attach_optional_commands() -> None:
 _attach_optional_commands()
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: Optional[str] = None) -> None:
+    """A warning as the CLI's one line (Python's default adds the file and the source line)."""
+    click.echo(f"assist: warning: {message}", err=True)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     from assist.data.base import DataError
     from assist.engine.distributed import DistributedError, main_process
@@ -166,7 +173,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     from assist.tracking import RunDirError
 
     try:
-        cli.main(args=argv, prog_name="assist", standalone_mode=False)
+        with warnings.catch_warnings():   # restores the hook when main returns (tests call it in-process)
+            warnings.showwarning = _one_line_warning
+            cli.main(args=argv, prog_name="assist", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

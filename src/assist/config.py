@@ -129,7 +129,14 @@ class TrainConfig(BaseModel):
     # q-split buckets: "prose" (thesis 3.2.1, docs/thesis.md) or the pseudo-code's "literal" cut
     select_split: Literal["prose", "literal"] = Field(
         "prose", description="q_split: cut buckets as the thesis's prose says, or as its pseudo-code")
-    fill_random: bool = Field(False, description="fill up to select_k with random samples when too few pass")
+    # q-split: a short bucket's shortfall is drawn from the others ("share"), or not ("literal",
+    # Algorithm 4 as printed); docs/thesis.md
+    select_quota: Literal["share", "literal"] = Field(
+        "share", description="q_split: a short bucket's shortfall is drawn from the others, or not (literal)")
+    # fill to k with random samples when fewer pass the filter and selector ("defaulting back to
+    # SGD", the thesis's go-to, 3.2.1); None: on exactly when select_k is set (resolved below)
+    fill_random: Optional[bool] = Field(None, description="fill up to select_k with random samples when too "
+                                                          "few pass; unset: on when select_k is set")
     # epoch + batch filtering: the epoch level's own filter and selector (None: the batch level's)
     epoch_filter: Optional[Literal["hard", "soft", "none"]] = Field(
         None, description="epoch+batch filtering: the epoch level's filter; unset: filter")
@@ -240,6 +247,15 @@ class TrainConfig(BaseModel):
             object.__setattr__(self, "batch_filtering", batch_filtering)
         return self
 
+    @model_validator(mode="after")
+    def _resolve_fill_random(self) -> "TrainConfig":
+        """Unset, the fill is on when a count selector asks for k samples (the thesis's go-to)
+        and off otherwise; stored resolved, so run directories written when the default was
+        off keep their value and their identity (docs/thesis.md)."""
+        if self.fill_random is None:
+            object.__setattr__(self, "fill_random", _RESOLVED_DEFAULTS["fill_random"](self))
+        return self
+
     @field_validator("accumulation_batch_size")
     @classmethod
     def _positive_or_auto(cls, value: Any) -> Any:
@@ -301,11 +317,24 @@ def config_default(key: str) -> Any:
     return TrainConfig.model_fields[key].get_default(call_default_factory=True)
 
 
+# Keys whose unset default (None) is resolved from other keys when the config is built.
+_RESOLVED_DEFAULTS: dict[str, Callable[[Any], Any]] = {"fill_random": lambda values: values.select_k is not None}
+
+
+def at_default(values: Any, key: str) -> bool:
+    """Whether ``key`` of ``values`` (a config, or a strategy's schema holding the same keys)
+    is what it is when left unset."""
+    value = getattr(values, key)
+    if key in _RESOLVED_DEFAULTS and value is not None:
+        return value == _RESOLVED_DEFAULTS[key](values)
+    return value == config_default(key)
+
+
 # Keys added after the first run-directory format. Run directories written before them lack
 # them; at their defaults they change nothing, so they stay out of a run's identity (its hash)
 # and a stored config without them still resumes (docs/architecture.md, "Run directories").
 ADDED_KEYS: frozenset[str] = frozenset({
-    "accumulation_batch_size_max", "select_p_end", "select_p_schedule", "select_split",
+    "accumulation_batch_size_max", "select_p_end", "select_p_schedule", "select_split", "select_quota",
     "epoch_filter", "epoch_soft_margin", "epoch_selector", "epoch_select_k",
     "min_learning_rate", "warmup_epochs", "onecycle_start_factor", "onecycle_end_factor", "onecycle_peak_at",
     "label_smoothing", "grad_clip_norm", "precision", "score_precision", "channels_last", "compile",

@@ -8,6 +8,8 @@ sampler / strategy passes indices); the pipeline only turns indices into model-r
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -123,4 +125,8 @@ def resolve_augmentation(data_augmentation: bool | None, recipe: str, data: Imag
     is unset, ``recipe`` when it is on, "none" when off."""
     if data_augmentation is None:
         return data.default_augmentation
+    if data_augmentation and data.default_augmentation == "none":
+        # the thesis's flag augments CIFAR only (4.2.3); say so rather than follow it silently
+        warnings.warn(f"data_augmentation=true applies the {recipe!r} augmentation recipe (made for CIFAR's "
+                      f"colour images) to {data.name}, which the thesis never augments", stacklevel=2)
     return recipe if data_augmentation else "none"

@@ -92,6 +92,7 @@ class Trainer:
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
         self.lr_per_step = sets_lr_per_step(config)
+        self.unavailable_metrics: set[str] = set()   # GPU readings already warned about (metrics/system.py)
         self.step_seconds = 0.0   # this epoch's time in train_step (per rank under DDP)
 
     @property
@@ -147,12 +148,15 @@ class Trainer:
         if closing.stop_reason is not None:
             self.state.status, self.state.reason = "completed", closing.stop_reason
         self.emit(Event.EPOCH_TRAINED, epoch=epoch, starved=closing.starved)
+        # the rate this epoch trained at (its last step's, under a per-step schedule), read
+        # before the epoch scheduler moves on to the next epoch's
+        trained_lr = float(self.optimizer.param_groups[0]["lr"])
         if self.scheduler is not None:
             self.scheduler.step()
         train_seconds = time.perf_counter() - epoch_start
         self.state.train_time_s += train_seconds
         parallel = self.parallel_metrics(train_seconds) if self.group.active else {}
-        row = {**self.metrics_row(epoch, closing.starved), **parallel}
+        row = {**self.metrics_row(epoch, closing.starved, trained_lr), **parallel}
         self.state.wall_clock_s = time.perf_counter() - started
         row.update(epoch_time_s=time.perf_counter() - epoch_start, train_time_s=self.state.train_time_s,
                    wall_clock_s=self.state.wall_clock_s)
@@ -257,7 +261,7 @@ class Trainer:
                 "rank_selection_comm_s": [comm for _, comm, _ in ranks],
                 "selection_comm_share": max(comm / total if total else 0.0 for _, comm, total in ranks)}
 
-    def metrics_row(self, epoch: int, starved: bool) -> dict[str, Any]:
+    def metrics_row(self, epoch: int, starved: bool, learning_rate: float) -> dict[str, Any]:
         stats = self.step.stats()
         self.state.cum_samples_scored += stats["samples_scored"]
         self.state.cum_samples_trained += stats["samples_trained"]
@@ -267,7 +271,7 @@ class Trainer:
             "total_steps": self.state.total_steps,
             "cum_samples_scored": self.state.cum_samples_scored,
             "cum_samples_trained": self.state.cum_samples_trained,
-            "learning_rate": self.optimizer.param_groups[0]["lr"],
+            "learning_rate": learning_rate,
             **stats,
             "starved": starved, "augmentation": self.augmentation,
             "augmentation_view": "replayed" if self.replay_params is not None else "fresh",
@@ -283,7 +287,7 @@ class Trainer:
         else:
             row.update({key: None for key in loss_statistics("train", torch.zeros(1), torch.zeros(1))})
         row.update(loss_statistics("test", *self.evaluate(self.test_data, split="test")))
-        row.update(system_metrics(self.device))
+        row.update(system_metrics(self.device, self.unavailable_metrics))
         return row
 
     # ------------------------------------------------------------------ resume

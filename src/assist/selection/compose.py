@@ -28,6 +28,7 @@ def filter_then_select(
     power: float = 2.0,
     fill_random: bool = True,
     split: str = "prose",
+    quota: str = "share",
 ) -> Tensor:
     """Positions (ascending) chosen from a batch of N = ``mask.numel()`` samples.
 
@@ -52,7 +53,7 @@ def filter_then_select(
         device = losses.device
         mask = mask.to(device)
         chosen = select(selector, losses, count, generator, candidates=mask,
-                        q=q, buckets=buckets, power=power, split=split)
+                        q=q, buckets=buckets, power=power, split=split, quota=quota)
     if not fill_random or count is None:
         return chosen
     return fill_up(chosen, mask, count, generator)

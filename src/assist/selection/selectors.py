@@ -189,13 +189,24 @@ def _check_power(power: object) -> float:
     return p
 
 
-def split_quota(count: int, sizes: list[int]) -> list[int]:
+QSPLIT_QUOTAS = ("share", "literal")
+
+
+def split_quota(count: int, sizes: list[int], quota: str = "share") -> list[int]:
     """How many to draw from each bucket (water-filling, loops over buckets only).
 
     Each bucket's share is ``count // len(sizes)``, the remainder one apiece to the
-    highest-loss buckets (the last ones). A bucket holding no more than its share gives all
-    it has and the shortfall is shared out the same way among the others, so the total is
-    ``min(count, sum(sizes))`` and buckets below capacity differ by at most one."""
+    highest-loss buckets (the last ones). ``quota="share"`` (default): a bucket holding no
+    more than its share gives all it has and the shortfall is shared out the same way among
+    the others, so the total is ``min(count, sum(sizes))`` and buckets below capacity differ
+    by at most one. ``quota="literal"`` (Algorithm 4 as printed: k/q from each bucket): a
+    short bucket gives what it has and the total falls short. docs/thesis.md says why the
+    default shares."""
+    if quota not in QSPLIT_QUOTAS:
+        raise ValueError(f"q-split quota must be one of {', '.join(QSPLIT_QUOTAS)}; got {quota!r}")
+    if quota == "literal":
+        share, extra = divmod(count, len(sizes))
+        return [min(size, share + (j >= len(sizes) - extra)) for j, size in enumerate(sizes)]
     take = [0] * len(sizes)
     remaining = min(count, sum(sizes))
     open_buckets = list(range(len(sizes)))
@@ -224,10 +235,11 @@ def loss_qsplit_random(
     *,
     candidates: Tensor | None = None,
     rule: str = "prose",
+    quota: str = "share",
 ) -> Tensor:
     """Loss q-split random selector (Algorithm 4): sort ascending, cut the cumulative sum of
     loss**power into ``buckets`` equal portions and draw uniformly without replacement the
-    same share of ``k`` from each portion (quota rules in ``split_quota``).
+    same share of ``k`` from each portion (``quota``: see ``split_quota``).
 
     ``rule="prose"`` (default) follows the text of 3.2.1: a sample belongs to the portion in
     which most of its mass lies, so with a high power one portion may be a handful of
@@ -247,7 +259,7 @@ def loss_qsplit_random(
     order = torch.sort(losses[pool], stable=True).indices  # ascending loss
     bucket = _sorted_bucket_ids(losses[pool][order], buckets, power, rule)
     sizes = torch.bincount(bucket, minlength=buckets)
-    take = torch.tensor(split_quota(count, sizes.tolist()), device=device)
+    take = torch.tensor(split_quota(count, sizes.tolist(), quota), device=device)
     # Random order, then a stable sort by bucket: each bucket's members end up contiguous
     # and uniformly shuffled, so taking the first take[b] of bucket b is a uniform draw.
     shuffled = random_permutation(pool.numel(), gen, device)
@@ -311,6 +323,7 @@ def select(
     buckets: int = 2,
     power: float = 2.0,
     split: str = "prose",
+    quota: str = "share",
 ) -> Tensor:
     """Run the selector called ``name`` with one calling convention for all of them.
 
@@ -325,5 +338,6 @@ def select(
     if name == "top_k":
         return top_k(losses, k, candidates=candidates)
     if name == "q_split":
-        return loss_qsplit_random(losses, k, buckets, power, generator, candidates=candidates, rule=split)
+        return loss_qsplit_random(losses, k, buckets, power, generator, candidates=candidates, rule=split,
+                                  quota=quota)
     return SELECTORS[name](losses, k, generator, candidates=candidates)

@@ -2,15 +2,19 @@
 reference-model-free online batch selection that covers the raw batch's gradient.
 
 Each raw batch of ``batch_size / selection`` samples is scored by one no-grad forward that also
-returns the penultimate features ``h``. A sample's last-layer gradient embedding is the gradient
-of its loss with respect to the classifier's weights and bias, ``(softmax(z) - onehot(y)) ⊗
-[h, 1]``. A greedy pass then picks ``batch_size`` samples: each pick is drawn with probability
-proportional to how strongly the sample's embedding, orthogonalised against those already
-picked, correlates with what is left of the batch's mean embedding; the pick's direction is
-then removed from the candidates and from the residual. So a sample whose gradient repeats
-one already chosen has (nearly) nothing left and is not picked before a distinct one: the
-selection is diverse, not only large. The selected samples are trained on as they are (no
-reweighting, no accumulation).
+returns the penultimate features ``h``. A sample's gradient embedding is the gradient of its
+loss with respect to the classifier's weight matrix, ``(softmax(z) - onehot(y)) ⊗ h`` (the
+authors' code leaves the bias out; so does ASSIST). A greedy pass then picks the samples: the
+residual starts as the batch's mean embedding; each pick is drawn with probability
+proportional to ``|d_i · r|``, the candidate's own embedding against the current residual, with
+no normalisation of ``d_i``; the pick's direction, orthogonalised against the earlier picks, is
+then subtracted from the residual. So a sample whose gradient repeats one already chosen has
+(nearly) no correlation left with the residual and is not picked before a distinct one, and a
+large gradient that points along what is left of the mean is preferred: the selection covers
+the batch's mean gradient. When no candidate correlates any more, the rest of the budget is
+drawn uniformly from the samples not yet picked. The selected samples are trained on as they
+are (no reweighting, no accumulation). This is the rule of the authors' public code; how it was
+checked is in docs/peers.md.
 
 Paper defaults: selection ratio 0.1 of a raw batch of 320 (train batch 32), SGD lr 0.1 with
 momentum 0.9 and weight decay 5e-4 under a cosine schedule (``lr_scheduler=cosine``).
@@ -36,39 +40,51 @@ class DivBSOptions(StrategyOptions):
 
 
 def gradient_embeddings(features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample gradient of cross-entropy with respect to the last layer's weight and bias,
-    flattened: ``(softmax(logits) - onehot(labels)) ⊗ [features, 1]``, shape ``(N, C * (D + 1))``."""
+    """Per-sample gradient of cross-entropy with respect to the last layer's weight matrix,
+    flattened: ``(softmax(logits) - onehot(labels)) ⊗ features``, shape ``(N, C * D)``."""
     residual = torch.softmax(logits.float(), dim=1)
     residual[torch.arange(labels.shape[0], device=labels.device), labels] -= 1.0
-    inputs = torch.cat([features.float(), torch.ones(features.shape[0], 1, device=features.device)], dim=1)
-    return (residual[:, :, None] * inputs[:, None, :]).flatten(1)
+    return (residual[:, :, None] * features.float()[:, None, :]).flatten(1)
+
+
+def pick_weights(embeddings: torch.Tensor, residual: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """The draw weights of one greedy step: ``|d_i · r|`` for every sample not yet picked, 0 for
+    the picked ones (whose correlation is already zero up to rounding)."""
+    return torch.where(free, (embeddings @ residual).abs(), torch.zeros((), dtype=embeddings.dtype,
+                                                                       device=embeddings.device))
 
 
 def diverse_greedy(embeddings: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """Positions (ascending) of ``count`` samples that cover the mean embedding: each pick is
-    drawn ∝ |correlation| of the candidates' orthogonalised embeddings with the residual of
-    the mean, then orthogonalised out of the candidates and the residual. Candidates with
-    nothing left (already spanned) are drawn only when nothing else is (uniformly)."""
+    drawn ∝ ``|d_i · r|`` (:func:`pick_weights`), its embedding is orthonormalised against the
+    earlier picks and removed from the residual ``r``. When nothing correlates any more, the
+    remaining budget is drawn uniformly without replacement from the samples not picked."""
     n = int(embeddings.shape[0])
     count = min(count, n)
-    remaining = embeddings.double().clone()
-    residual = remaining.mean(dim=0)
+    embeddings = embeddings.double()
+    residual = embeddings.mean(dim=0)
     free = torch.ones(n, dtype=torch.bool, device=embeddings.device)
-    chosen = []
-    for _ in range(count):
-        norms = remaining.norm(dim=1)
-        correlation = (remaining @ residual).abs() / norms.clamp_min(EPS)
-        weights = torch.where(free & (norms > EPS * max(1.0, float(norms.max()))), correlation,
-                              torch.zeros_like(correlation))
-        if float(weights.sum()) <= 0.0:       # nothing correlates (or is left): a uniform draw
-            weights = free.double()
-        pick = int(torch.multinomial(weights.cpu(), 1, generator=generator))
+    basis: list[torch.Tensor] = []
+    chosen: list[int] = []
+    while len(chosen) < count:
+        weights = pick_weights(embeddings, residual, free).cpu()
+        if not bool(torch.isfinite(weights).all()) or float(weights.sum()) <= 0.0:
+            break
+        pick = int(torch.multinomial(weights, 1, generator=generator))
         chosen.append(pick)
         free[pick] = False
-        direction = remaining[pick] / norms[pick].clamp_min(EPS)
-        if float(norms[pick]) > EPS:
-            remaining -= (remaining @ direction)[:, None] * direction[None, :]
-            residual -= (residual @ direction) * direction
+        direction = embeddings[pick].clone()
+        for earlier in basis:                       # Gram-Schmidt against the earlier picks
+            direction -= (direction @ earlier) * earlier
+        norm = float(direction.norm())
+        if norm > EPS:
+            direction /= norm
+            basis.append(direction)
+            residual = residual - (residual @ direction) * direction
+    if len(chosen) < count:                         # nothing correlates: uniform over the rest
+        rest = free.nonzero().flatten().cpu()
+        order = torch.randperm(int(rest.numel()), generator=generator)
+        chosen.extend(rest[order[:count - len(chosen)]].tolist())
     return torch.tensor(sorted(chosen), dtype=torch.long, device=embeddings.device)
 
 
@@ -96,7 +112,8 @@ class DivBS(Strategy):
     def select(self, batch: RawBatch, scores: Optional[Scores], ctx: StrategyContext) -> Selection:
         assert scores is not None and scores.features is not None, "divbs needs scores with features"
         n = len(batch)
-        count = min(self.setup.batch_size, max(1, round(n * self.options.selection)))
+        # the authors' count: int(n * ratio), here at least one sample
+        count = min(self.setup.batch_size, max(1, math.floor(n * self.options.selection + 1e-9)))
         embeddings = gradient_embeddings(scores.features, scores.logits, batch.y)
         keep = diverse_greedy(embeddings, count, ctx.select_generator)
         self._picked += int(keep.numel())

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 from pydantic import ValidationError, model_validator
 
-from assist.config import config_default
+from assist.config import at_default
 from assist.selection import (fill_up, filter_then_select, misclassified_mask, resolve_count, soft_accuracy_mask,
                               soft_filter_top_k)
 from assist.strategies import register_strategy
@@ -21,7 +21,7 @@ from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Select
 from assist.strategies.params import StrategyParams, params_schema
 
 FILTER_KEYS = ("filter", "soft_margin", "selector", "select_k", "select_q", "select_p", "select_p_end",
-               "select_p_schedule", "select_buckets", "select_split", "fill_random")
+               "select_p_schedule", "select_buckets", "select_split", "select_quota", "fill_random")
 EPOCH_KEYS = ("starved_epoch", "scoring_mode", "epoch_filter_augmentation")
 BATCH_KEYS = ("batch_accumulation", "accumulation_batch_size", "accumulation_batch_size_max", "overflow",
               "starved_epoch", "scoring_mode")
@@ -30,7 +30,7 @@ COUNT_SELECTORS = ("top_k", "loss_weighted", "q_split")
 
 
 def _changed(params: Any, key: str) -> bool:
-    return getattr(params, key) != config_default(key)
+    return not at_default(params, key)
 
 
 class FilterChecks(StrategyParams):
@@ -47,6 +47,7 @@ class FilterChecks(StrategyParams):
                  "select_q": (self.selector == "top_q", "selector=top_q"),
                  "select_p": (q_split, "selector=q_split"), "select_p_end": (q_split, "selector=q_split"),
                  "select_buckets": (q_split, "selector=q_split"), "select_split": (q_split, "selector=q_split"),
+                 "select_quota": (q_split, "selector=q_split"),
                  "select_p_schedule": (self.select_p_end is not None, "select_p_end"),
                  "fill_random": (self.select_k is not None, "select_k")}
         for key, (used, what) in needs.items():
@@ -147,6 +148,7 @@ class FilterRule:
         self.power = params.select_p
         self.buckets = params.select_buckets
         self.split = params.select_split
+        self.quota = params.select_quota
         self.fill_random = params.fill_random
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
@@ -170,6 +172,7 @@ class FilterRule:
         return filter_then_select(
             mask, scores.losses, self.selector, k, generator,
             q=self.q, buckets=self.buckets, power=self.power, fill_random=self.fill_random, split=self.split,
+            quota=self.quota,
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from assist.config import ConfigError, TrainConfig, config_default, did_you_mean, format_validation_error
+from assist.config import ConfigError, TrainConfig, at_default, did_you_mean, format_validation_error
 
 #: keys that choose the strategy itself rather than configure one
 SELECTOR_KEYS = ("strategy", "epoch_filtering", "batch_filtering")
@@ -105,7 +105,7 @@ def strategy_params(config: TrainConfig, schema: type[P], strategy: str) -> P:
     invalid, or that is set away from its default although ``strategy`` does not read it."""
     taken = set(taken_keys(schema))
     idle = [key for key in strategy_keys()
-            if key not in SELECTOR_KEYS and key not in taken and getattr(config, key) != config_default(key)]
+            if key not in SELECTOR_KEYS and key not in taken and not at_default(config, key)]
     if idle:
         shown = ", ".join(f"{key}={getattr(config, key)!r}" for key in idle)
         raise ConfigError(f"{shown}: no effect for strategy {strategy!r}, which takes: {_describe(schema)}")
