@@ -8,6 +8,7 @@ training and test images for quick runs.
 """
 from __future__ import print_function
 import argparse
+import gzip
 import os
 import numpy as np
 import torch
@@ -18,8 +19,11 @@ from torch.optim.lr_scheduler import StepLR
 
 
 def read_idx(path):
-    """An IDX file (the MNIST distribution format) as a uint8 tensor of its stored shape."""
-    with open(path, 'rb') as handle:
+    """An IDX file (the MNIST distribution format), plain or gzipped as downloaded (``<path>.gz``),
+    as a uint8 tensor of its stored shape."""
+    if not os.path.exists(path):
+        path += '.gz'
+    with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as handle:
         data = handle.read()
     ndim = data[3]
     shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim)]
@@ -27,7 +31,7 @@ def read_idx(path):
 
 
 class MNIST(torch.utils.data.Dataset):
-    """Stand-in for torchvision.datasets.MNIST: reads <root>/MNIST/raw/*-ubyte."""
+    """Stand-in for torchvision.datasets.MNIST: reads <root>/MNIST/raw/*-ubyte (or *-ubyte.gz)."""
 
     def __init__(self, root, train=True, transform=None):
         prefix = os.path.join(root, 'MNIST', 'raw', 'train' if train else 't10k')

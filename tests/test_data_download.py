@@ -164,6 +164,13 @@ def test_mnist_download_mismatch_and_no_server(served, tmp_path, dead_url, monke
         load_dataset("mnist", data_dir=tmp_path, download=True)
     message = str(info.value)
     assert "t10k-images-idx3-ubyte" in message and str(raw) in message and "download failed" in message
+    # download=true was given: the message must not tell the user to pass it
+    assert "pass download=true" not in message and "by hand" in message and dead_url in message
+
+
+def test_mnist_missing_without_download_suggests_it(tmp_path):
+    with pytest.raises(DataError, match=r"mnist: missing .*pass download=true to fetch them"):
+        load_dataset("mnist", data_dir=tmp_path, download=False)
 
 
 def _fake_cifar10_archive(path: Path, extra: tarfile.TarInfo | None = None) -> None:
@@ -214,3 +221,21 @@ def test_cifar_download_unavailable(tmp_path, dead_url, monkeypatch):
     monkeypatch.setattr(cifar, "CIFAR10", dataclasses.replace(cifar.CIFAR10, url=dead_url + "c.tar.gz"))
     with pytest.raises(DataError, match=r"cifar10: download failed .*place the extracted cifar-10-batches-py/ folder"):
         load_dataset("cifar10", data_dir=tmp_path, download=True)
+
+
+def test_cifar_archive_lacking_a_batch_does_not_suggest_download(served, tmp_path, monkeypatch):
+    """The download worked but the archive lacks a file: passing download=true again would not help."""
+    root, url = served
+    archive = root / "cifar-10-python.tar.gz"
+    _fake_cifar10_archive(archive)
+    with tarfile.open(archive) as full:
+        members = [(m, full.extractfile(m).read()) for m in full.getmembers() if not m.name.endswith("test_batch")]
+    with tarfile.open(archive, "w:gz") as partial:
+        for member, content in members:
+            partial.addfile(member, io.BytesIO(content))
+    spec = dataclasses.replace(cifar.CIFAR10, url=url + "cifar-10-python.tar.gz", md5=file_digest(archive, "md5"))
+    monkeypatch.setattr(cifar, "CIFAR10", spec)
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", data_dir=tmp_path / "data", download=True)
+    message = str(info.value)
+    assert "missing test_batch" in message and "download=true" not in message

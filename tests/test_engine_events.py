@@ -1,9 +1,12 @@
 """The trainer's hook points fire in a fixed, documented order."""
 
+import io
+
 import pytest
 import torch
 
 from assist.api import make_config
+from assist.engine.callbacks import ProgressReporter
 from assist.events import Callback, EventRecorder
 from assist.engine.trainer import Trainer
 from assist.strategies import LoopNeeds, RunSetup, Selection, Strategy, StrategyParams
@@ -19,7 +22,8 @@ def run_events(toy_data, **overrides):
 def test_archetype_event_order(toy_data):
     events = run_events(toy_data)
     batch = ["batch_start", "batch_selected", "step_end", "batch_end"]
-    epoch = ["epoch_start", "epoch_planned", *batch * 3, "epoch_trained", "epoch_end"]
+    # evaluation: one batch of the train split, one of the test split (eval_batch_size 1024)
+    epoch = ["epoch_start", "epoch_planned", *batch * 3, "epoch_trained", "eval_batch", "eval_batch", "epoch_end"]
     assert events == ["train_start", *epoch * 2, "train_end"]
 
 
@@ -28,7 +32,7 @@ def test_batchwise_scores_before_selecting(toy_data):
                         accumulation_batch_size=64, batch_size=32)
     # top-32 of each raw batch of 64: one step per raw batch (the last raw batch has 64 too)
     batch = ["batch_start", "batch_scored", "batch_selected", "step_end", "batch_end"]
-    epoch = ["epoch_start", "epoch_planned", *batch * 3, "epoch_trained", "epoch_end"]
+    epoch = ["epoch_start", "epoch_planned", *batch * 3, "epoch_trained", "eval_batch", "eval_batch", "epoch_end"]
     assert events == ["train_start", *epoch * 2, "train_end"]
 
 
@@ -145,3 +149,48 @@ def test_starved_epoch_policies_train_inside_the_event_frame(policy, toy_data):
     calls = record(toy_data, lambda c: KeepFirst(c, 1), epochs=2, batch_size=16, accumulation_batch_size=32,
                    strategy="batchwise", starved_epoch=policy)
     assert calls == expected_accumulation(2, 6, 32, 1, 16, policy)
+
+
+# ---------------------------------------------------------------- evaluation progress
+class EvalRecorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_eval_batch(self, trainer, *, split, done, total, **info):
+        self.calls.append((split, done, total))
+
+
+def test_evaluation_reports_each_batch_of_each_split(toy_data):
+    recorder = EvalRecorder()
+    config = make_config({"model": "fcnet16", "epochs": 2, "batch_size": 64, "eval_batch_size": 50,
+                          "train_eval_every": 2})
+    Trainer(config, toy_data, callbacks=[recorder]).fit()
+    train, test = toy_data.num_train, int(toy_data.test_labels.shape[0])
+    assert (train, test) == (192, 64)
+    # epoch 1 evaluates the test split only (train_eval_every=2), epoch 2 both
+    assert recorder.calls == [("test", 50, 64), ("test", 64, 64),
+                              ("train", 50, 192), ("train", 100, 192), ("train", 150, 192), ("train", 192, 192),
+                              ("test", 50, 64), ("test", 64, 64)]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_shows_the_evaluation_and_keeps_the_epoch_lines(toy_data):
+    """On a terminal the bar, full after training, goes on through the evaluation of each split
+    (its name, samples evaluated out of the split's); each finished epoch still leaves its line."""
+    stream = Terminal()
+    config = make_config({"model": "fcnet16", "epochs": 2, "batch_size": 64, "eval_batch_size": 50})
+    Trainer(config, toy_data, callbacks=[ProgressReporter(stream, label="archetype")]).fit()
+    screens = stream.getvalue().replace("\r", "\n").splitlines()
+    evaluating = [line for line in screens if "evaluating" in line]
+    assert any(line.startswith("archetype epoch 1/2 evaluating train:") and "/192" in line for line in evaluating)
+    assert any(line.startswith("archetype epoch 2/2 evaluating test:") and "/64" in line for line in evaluating)
+    finished = [line for line in screens if line.startswith("[archetype] epoch")]
+    assert [line.split()[2] for line in finished] == ["1/2", "2/2"] and "test acc" in finished[0]
+    # not a terminal: only the finished-epoch lines, no bar
+    plain = io.StringIO()
+    Trainer(config, toy_data, callbacks=[ProgressReporter(plain, label="archetype")]).fit()
+    assert "evaluating" not in plain.getvalue() and len(plain.getvalue().splitlines()) == 2

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from assist.report import cli_report
+from assist.report.drawing import FIGURE_PX
 from assist.report.synthetic import generate_runs, make_failed
 from conftest import unavailable
 
@@ -97,8 +98,10 @@ def test_report_renders_in_chromium(tmp_path):
     assert not any(t["scrolls"] for t in probe["tables"] if "appendix" not in t["cls"])
     assert len(probe["figures"]) == len(pngs)
     for figure in probe["figures"]:
-        assert figure["decoded"] and figure["natural"] >= 1000
+        assert figure["decoded"] and figure["natural"] == FIGURE_PX
         assert 300 < figure["w"] <= 1366 and figure["h"] > 100  # fits a laptop screen
+        # and uses the 1,400 px page's width at its natural size (not scaled down)
+        assert figure["w"] == FIGURE_PX
 
 
 def test_probe_catches_a_broken_page(tmp_path):

@@ -2,6 +2,7 @@
 
 import re
 import xml.etree.ElementTree as ET
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -220,3 +221,72 @@ def test_legends_are_readable_at_full_size_and_never_overlap():
         for i, a in enumerate(boxes):
             for b in boxes[i + 1:]:
                 assert not a.overlaps(b), label
+
+
+def test_a_long_title_wraps_inside_the_figure(tmp_path):
+    """A group label longer than the figure is wide wraps onto more lines and stays clear of
+    both edges; the figure is as wide as the report's column (report/html.py)."""
+    from assist.report.drawing import FIGURE_PX, _TEMPLATES, render_panels
+
+    paths = generate_runs(tmp_path / "runs", variants=("archetype",), seeds=(0,), epochs=3,
+                          generator=torch.Generator().manual_seed(1))
+    epochs = add_derived(load_runs(tmp_path / "runs").epochs)
+    lines = [Line("archetype", [epochs.sort_values("epoch")], True)]
+    title = "g01: " + ", ".join(f"some_key_{i}=value_{i}" for i in range(24))
+    assert len(title) > 2 * 150
+    made = render_panels(lines, colour_map(["archetype"]), "epoch", title, stem=tmp_path / "long", formats=("png",))
+    assert made is not None and Image.open(made.files["png"]).size[0] == FIGURE_PX
+    fig, _ = next(iter(_TEMPLATES.values()))
+    renderer = fig.canvas.get_renderer()
+    suptitle = fig._suptitle
+    assert suptitle.get_text().count("\n") >= 2 and suptitle.get_text().replace("\n", " ").startswith(title)
+    box = suptitle.get_window_extent(renderer)
+    assert box.x0 > 0 and box.x1 < fig.bbox.width and box.y1 < fig.bbox.height
+    # the panels start below the title's last line
+    top_of_panels = max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes if ax.get_visible())
+    assert top_of_panels < box.y0
+
+
+def test_each_group_opens_with_the_compare_verdict(tmp_path, capsys):
+    """Per strategy, the line `assist compare` prints: test accuracy against the twin's, and
+    sample passes and training time as multiples of it, run by run and averaged over seeds,
+    at the top of each group in the terminal, the Markdown and the HTML."""
+    from assist.report.cost import run_costs
+    from assist.report.grouping import find_twins
+
+    paths = generate_runs(tmp_path / "runs", variants=("archetype", "batchwise"), seeds=(0, 1, 2), epochs=3,
+                          generator=torch.Generator().manual_seed(8))
+    make_failed(paths[5], at_epoch=1)   # batchwise seed 2: left out of its verdict
+    rs = load_runs(tmp_path / "runs")
+    twins, costs = find_twins(rs), run_costs(rs)
+    strategic = sorted(r for r in rs.runs.index if rs.runs.at[r, "strategy"] == "batchwise"
+                       and rs.runs.at[r, "status"] == "completed")
+    assert len(strategic) == 2
+    acc = rs.runs["final_test_accuracy"]
+    mine, theirs = np.mean([acc[r] for r in strategic]), np.mean([acc[twins[r]] for r in strategic])
+    passes = np.mean([costs.at[r, "passes"] / costs.at[twins[r], "passes"] for r in strategic])
+    hours = np.mean([costs.at[r, "time_s"] / costs.at[twins[r], "time_s"] for r in strategic])
+    expected = (f"batchwise (hard, raw batch 64): test accuracy {100 * mine:.2f}% against the archetype's "
+                f"{100 * theirs:.2f}% ({100 * (mine - theirs):+.2f} pt), at {passes:.2f}x its sample passes "
+                f"and {hours:.2f}x its training time (mean over 2 seeds)")
+    assert passes > 1.0   # batchwise scores every sample and trains some: more passes than its twin
+
+    assert cli_report(tmp_path / "runs", tmp_path / "md", "md", progress=False) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[2] == expected   # under the group's heading, before its tables
+    markdown = (tmp_path / "md" / "report.md").read_text()
+    assert f"## g01: dataset=mnist, model=lenet\n\n- {expected}\n\n<details>" in markdown
+    assert cli_report(tmp_path / "runs", tmp_path / "html", "html", progress=False) == 0
+    page = (tmp_path / "html" / "report.html").read_text()
+    heading = page.index('<section class="group" id="g01">')
+    assert heading < page.index(f"<ul class='verdict'><li>{escape(expected)}</li></ul>") < page.index("<table", heading)
+
+
+def test_a_strategy_without_a_completed_twin_says_so(tmp_path):
+    from assist.report.build import build_report
+
+    paths = generate_runs(tmp_path / "runs", variants=("archetype", "batchwise"), seeds=(0,), epochs=2,
+                          generator=torch.Generator().manual_seed(9))
+    make_failed(paths[0], at_epoch=1)   # the archetype
+    report = build_report(load_runs(tmp_path / "runs"), figures=False)
+    assert report.groups[0].verdicts == ["batchwise (hard, raw batch 64): no completed archetype twin to compare with"]

@@ -10,6 +10,7 @@ import yaml
 
 from assist.report import (ReportError, appendix_table, comparison_table, find_twins, group_runs,
                            load_runs, parse_group_by)
+from assist.report.grouping import group_title
 from assist.report.synthetic import generate_runs, make_failed, make_incomplete
 
 VARIANTS = ("archetype", "epochwise", "batchwise")
@@ -47,6 +48,27 @@ def test_groups_split_on_non_strategy_keys_only(root):
     assert len(group_runs(load_runs(root))) == 2
     (root / some / "config.yaml").write_text(yaml.safe_dump({**config, "learning_rate": 0.5}))
     assert len(group_runs(load_runs(root))) == 3
+
+
+def test_group_labels_name_the_keys_that_differ_and_not_the_unset_ones(tmp_path):
+    """A mixed runs folder: labels start with dataset and model, then the keys that tell the
+    groups apart; a key unset (None) or at its default is left out of the label."""
+    gen = torch.Generator().manual_seed(4)
+    plain = {"dataset": "digits", "model": "fcnet100", "batch_size": 32, "data_augmentation": None,
+             "train_eval_subset": None, "learning_rate": 0.05}
+    changed = {"dataset": "mnist", "model": "lenet", "batch_size": 128, "data_augmentation": True,
+               "train_eval_subset": 5000, "learning_rate": 0.01}
+    generate_runs(tmp_path / "a", variants=("archetype",), seeds=(0,), epochs=2, generator=gen, overrides=plain)
+    generate_runs(tmp_path / "b", variants=("archetype",), seeds=(0,), epochs=2, generator=gen, overrides=changed)
+    titles = sorted(g.title for g in group_runs(load_runs(tmp_path)))
+    assert titles == ["dataset=digits, model=fcnet100, batch_size=32",
+                      "dataset=mnist, model=lenet, batch_size=128, data_augmentation=True, "
+                      "learning_rate=0.01, train_eval_subset=5000"]
+    assert not any("None" in title for title in titles)
+    # nothing but unset keys tell two groups apart: dataset and model still name each
+    assert group_title({"dataset": "mnist", "model": "lenet", "train_eval_subset": None},
+                       ["train_eval_subset"]) == "dataset=mnist, model=lenet"
+    assert group_title({"model": "lenet", "epochs": 10}, ["model", "epochs"]) == "model=lenet"
 
 
 def test_twins_match_config_and_seed(root):

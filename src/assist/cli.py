@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import click
 
-from assist.config import ConfigError, apply_overrides, load_config_file
+from assist.config import ConfigError, apply_overrides, config_default, load_config_file
 
 # Errors that are the user's input, not a bug: one line, non-zero exit, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, KeyError, FileNotFoundError,
@@ -18,6 +18,17 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, KeyErro
 
 COMPARE_DEFAULTS = {"dataset": "digits", "model": "fcnet100", "epochs": 20, "batch_size": 32,
                     "learning_rate": 0.05}
+
+
+def _defaults_text(values: dict) -> str:
+    """``digits / fcnet100, 20 epochs at batch 32``: the run size a command uses unless told."""
+    return f"{values['dataset']} / {values['model']}, {values['epochs']} epochs at batch {values['batch_size']}"
+
+
+# train takes the config's defaults, compare its own (a longer, smaller-batch run on digits);
+# both helps say so, from these values (docs/architecture.md, "Options")
+TRAIN_SIZE = _defaults_text({key: config_default(key) for key in ("dataset", "model", "epochs", "batch_size")})
+COMPARE_SIZE = _defaults_text(COMPARE_DEFAULTS)
 
 
 def resolve_values(config_file: Optional[str], overrides: tuple[str, ...], defaults: Optional[dict] = None) -> dict:
@@ -33,7 +44,12 @@ def cli() -> None:
     """ASSIST: strategic data sampling for supervised training."""
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
+@cli.command(context_settings={"ignore_unknown_options": False},
+             help=f"""Train one run. OVERRIDES are key=value pairs (values read as YAML); `assist keys`
+             lists every key with its type, default and meaning.
+
+             Unset keys take their defaults: {TRAIN_SIZE} (assist compare's are
+             {COMPARE_SIZE}).""")
 @click.option("--config", "config_file", type=str, help="YAML file of config keys.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<name>).")
 @click.option("--restart", is_flag=True, help="Start over if --out holds an earlier run.")
@@ -42,7 +58,6 @@ def cli() -> None:
 @click.argument("overrides", nargs=-1)
 def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: int,
           overrides: tuple[str, ...]) -> None:
-    """Train one run. OVERRIDES are key=value pairs (values read as YAML)."""
     from assist.api import run_name, train as train_run
     from assist.engine.callbacks import ProgressReporter
     from assist.validation import validate_run
@@ -69,7 +84,11 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
         sys.exit(1)
 
 
-@cli.command()
+@cli.command(help=f"""Train the archetype and strategies on the same data and seed; print the thesis
+             table. OVERRIDES are key=value pairs (`assist keys` lists them).
+
+             Defaults: {COMPARE_SIZE}, learning rate {COMPARE_DEFAULTS['learning_rate']:g} (not
+             assist train's {TRAIN_SIZE}); the other keys as in assist train.""")
 @click.option("--config", "config_file", type=str, help="YAML file of config keys.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Directory for the runs (default: runs/compare-<date>-<time>).")
@@ -79,9 +98,6 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
 @click.argument("overrides", nargs=-1)
 def compare(config_file: Optional[str], out: Optional[str], strategies: Optional[str],
             overrides: tuple[str, ...]) -> None:
-    """Train the archetype and strategies on the same data and seed; print the thesis table.
-
-    Defaults: scikit-learn's bundled digits (offline), FCNet100, 20 epochs."""
     import time
 
     from assist.api import compare as compare_runs
@@ -136,6 +152,9 @@ def _attach_optional_commands() -> None:
     from assist.tracking.export import export_command
 
     cli.add_command(export_command, "export")
+    from assist.keys import keys_command
+
+    cli.add_command(keys_command, "keys")
 
 
 _attach_optional_commands()

@@ -30,93 +30,139 @@ class TrainConfig(BaseModel):
     # numbers must be finite: an infinite learning rate is bad input, not a later divergence
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    # Each key's description is its one-line meaning, listed by `assist keys` (assist/keys.py).
     # --- data and model
-    dataset: str = "digits"                 # offline default (scikit-learn's bundled digits)
-    data_dir: Optional[str] = None          # None: $ASSIST_DATA_DIR or the user cache
-    download: bool = False                  # fetch missing files from the public mirrors
-    num_classes: Optional[Union[int, list[int]]] = None  # subset: first k classes or a list
-    samples_per_class: Optional[int] = Field(default=None, gt=0)
-    model: str = "fcnet100"
+    dataset: str = Field("digits", description="digits (bundled, offline: the default), synthetic, mnist, "
+                                               "cifar10, cifar100 or folder:PATH")
+    data_dir: Optional[str] = Field(None, description="where the data files are; unset: $ASSIST_DATA_DIR, "
+                                                      "else ~/.cache/assist/data")
+    download: bool = Field(False, description="fetch missing MNIST/CIFAR files from public mirrors (checksummed)")
+    num_classes: Optional[Union[int, list[int]]] = Field(
+        None, description="train and test on some classes only: the first k, or a list of class ids")
+    samples_per_class: Optional[int] = Field(default=None, gt=0,
+                                             description="at most this many training samples per class")
+    model: str = Field("fcnet100", description="lenet, resnet18, dla, simpledla or fcnet<N> (one hidden layer "
+                                               "of N units)")
     # --- optimisation (thesis Table 4.1 names)
-    epochs: int = Field(default=10, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    learning_rate: float = Field(default=0.05, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)   # SGD only
-    nesterov: bool = False                              # SGD only
-    weight_decay: float = Field(default=5e-4, ge=0)
-    amsgrad: bool = False                               # Adam and AdamW only
+    epochs: int = Field(default=10, gt=0, description="passes over the training set")
+    batch_size: int = Field(default=64, gt=0, description="samples per optimizer step")
+    optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="the optimizer")
+    learning_rate: float = Field(default=0.05, gt=0, description="the learning rate (a schedule's peak)")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum (SGD with momentum > 0)")
+    weight_decay: float = Field(default=5e-4, ge=0, description="L2 weight decay")
+    amsgrad: bool = Field(False, description="the AMSGrad variant of adam and adamw")
     # exponential, multistep: stepped once per epoch (the thesis); cosine, onecycle, linear: set
     # before every optimizer step from the share of training done (docs/schedules.md)
-    lr_scheduler: Literal["none", "exponential", "multistep", "cosine", "onecycle", "linear"] = "none"
-    gamma: Optional[float] = Field(default=None, gt=0)  # None: 0.995 exponential, 0.1 multistep
-    milestone_every: int = Field(default=30, gt=0)      # multistep: decay every n epochs
-    min_learning_rate: float = Field(default=0.0, ge=0)  # cosine's floor, linear's end value
-    warmup_epochs: float = Field(default=0.0, ge=0)      # linear warm-up from 0 (fractions allowed)
-    onecycle_start_factor: float = Field(default=0.04, gt=0, le=1)  # onecycle starts at lr x this
-    onecycle_end_factor: float = Field(default=1e-4, gt=0, le=1)    # ... and ends at lr x this
-    onecycle_peak_at: float = Field(default=0.3, gt=0, lt=1)        # share of training at the peak lr
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)         # of the training loss only
-    grad_clip_norm: Optional[float] = Field(default=None, gt=0)     # clip the gradient norm to this
-    data_augmentation: Optional[bool] = None            # None: the data set's default
-    augmentation_recipe: Literal["thesis", "light"] = "thesis"
+    lr_scheduler: Literal["none", "exponential", "multistep", "cosine", "onecycle", "linear"] = Field(
+        "none", description="learning-rate schedule, per epoch (exponential, multistep) or per step (the others)")
+    gamma: Optional[float] = Field(default=None, gt=0, description="decay factor of exponential and multistep; "
+                                                                   "unset: 0.995 exponential, 0.1 multistep")
+    milestone_every: int = Field(default=30, gt=0, description="multistep: decay every this many epochs")
+    min_learning_rate: float = Field(default=0.0, ge=0, description="cosine's floor, linear's end value")
+    warmup_epochs: float = Field(default=0.0, ge=0, description="linear warm-up from 0 over this many epochs "
+                                                                "(fractions allowed)")
+    onecycle_start_factor: float = Field(default=0.04, gt=0, le=1,
+                                         description="onecycle: start at learning_rate times this")
+    onecycle_end_factor: float = Field(default=1e-4, gt=0, le=1,
+                                       description="onecycle: end at learning_rate times this")
+    onecycle_peak_at: float = Field(default=0.3, gt=0, lt=1,
+                                    description="onecycle: share of training done at the peak learning rate")
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1, description="label smoothing of the training loss "
+                                                                        "(evaluation is unsmoothed)")
+    grad_clip_norm: Optional[float] = Field(default=None, gt=0, description="clip the gradient norm to this; "
+                                                                            "unset: no clipping")
+    data_augmentation: Optional[bool] = Field(None, description="augment the training batches; unset: the "
+                                                                "data set's default")
+    augmentation_recipe: Literal["thesis", "light"] = Field(
+        "thesis", description="thesis: flip, affine, padded crop, colour jitter; light: flip and padded crop")
     # epochwise filtering stores indices, so by default a sample is trained on a fresh view,
     # not the one it was scored on ("soft", the thesis); "replay" reuses the scored view
-    epoch_filter_augmentation: Literal["fresh", "replay"] = "fresh"
-    rng_seed: int = Field(default=0, ge=0, lt=2**63)
-    device: str = "cpu"
+    epoch_filter_augmentation: Literal["fresh", "replay"] = Field(
+        "fresh", description="epochwise: train a sample on a fresh augmented view, or replay the scored one")
+    rng_seed: int = Field(default=0, ge=0, lt=2**63, description="seed of every random stream (weights, "
+                                                                 "order, augmentation, selection)")
+    device: str = Field("cpu", description="cpu, cuda or cuda:N")
     # --- speed (engine/runtime.py, docs/speed.md); evaluation always runs fp32
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # training and scoring forwards
-    score_precision: Optional[Literal["fp32", "bf16", "fp16"]] = None  # None: as precision
-    channels_last: bool = False                          # NHWC weights and inputs (conv models)
-    compile: bool = False                                # torch.compile(model, dynamic=True)
-    score_every: int = Field(default=1, ge=1)            # n > 1: reuse scores under n epochs old
-    # data-parallel runs (docs/distributed.md): BatchNorm statistics over the whole batch
-    sync_batchnorm: bool = False
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="precision of the training and scoring forwards (evaluation: fp32)")
+    score_precision: Optional[Literal["fp32", "bf16", "fp16"]] = Field(
+        None, description="precision of the scoring forwards; unset: as precision")
+    channels_last: bool = Field(False, description="NHWC weights and inputs (convolutional models)")
+    compile: bool = Field(False, description="torch.compile(model, dynamic=True)")
+    score_every: int = Field(default=1, ge=1, description="n > 1: reuse scores less than n epochs old "
+                                                          "instead of scoring again")
+    sync_batchnorm: bool = Field(False, description="data-parallel runs: BatchNorm statistics over the whole "
+                                                    "batch (docs/distributed.md)")
     # --- strategy
-    strategy: Optional[str] = None          # None: derived from epoch/batch_filtering
-    epoch_filtering: bool = False           # Algorithm 8
-    batch_filtering: bool = False           # Algorithms 9/10
-    batch_accumulation: bool = True         # False: unstable batch size (Algorithm 9)
+    strategy: Optional[str] = Field(None, description="the sampling strategy or a preset; unset: chosen by "
+                                                      "epoch_filtering and batch_filtering")
+    epoch_filtering: bool = Field(False, description="the thesis's flag: filter the shuffled data set at each "
+                                                     "epoch start (Algorithm 8)")
+    batch_filtering: bool = Field(False, description="the thesis's flag: filter each raw batch "
+                                                     "(Algorithms 9/10)")
+    batch_accumulation: bool = Field(True, description="gather filtered samples into full batches; false: "
+                                                       "train each filtered raw batch (Algorithm 9)")
     # raw batch size; None: batch_size; "auto": estimated from the recent acceptance ratio so
     # that one raw batch yields about one training batch (thesis 5.2.2), at most the max below
-    accumulation_batch_size: Optional[Union[int, Literal["auto"]]] = None
+    accumulation_batch_size: Optional[Union[int, Literal["auto"]]] = Field(
+        None, description="raw batch size, or auto (one raw batch yields about one batch); unset: batch_size")
     # auto's upper bound; None: 4x batch_size (larger scoring batches cost more per sample on a
     # CPU: docs/benchmarks.md, "Adaptive raw batch size"; on a GPU a larger bound may pay)
-    accumulation_batch_size_max: Optional[int] = Field(default=None, gt=0)
-    filter: Literal["hard", "soft", "none"] = "hard"
-    soft_margin: float = 0.1                # alpha of the soft accuracy filter, in (0, 1)
-    selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = None
-    select_k: Optional[float] = Field(default=None, gt=0)  # count (>=1) or fraction (<1)
-    select_q: float = Field(default=0.5, ge=0, le=1)
-    select_p: float = Field(default=2.0, gt=0)            # q-split power (at the first epoch)
-    select_p_end: Optional[float] = Field(default=None, gt=0)  # None: constant; else decays to this
-    select_p_schedule: Literal["linear", "cosine"] = "linear"  # how select_p moves to select_p_end
-    select_buckets: int = Field(default=2, ge=2)
+    accumulation_batch_size_max: Optional[int] = Field(default=None, gt=0, description="upper bound of "
+                                                       "accumulation_batch_size=auto; unset: 4 x batch_size")
+    filter: Literal["hard", "soft", "none"] = Field(
+        "hard", description="hard: keep misclassified samples; soft: and near misses (soft_margin); none: all")
+    soft_margin: float = Field(0.1, description="soft filter: keep a correct sample whose top-two "
+                                                "probabilities differ by at most this, in (0, 1)")
+    selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = Field(
+        None, description="a loss selector applied to what passed the filter; unset: none")
+    select_k: Optional[float] = Field(default=None, gt=0, description="top_k, loss_weighted, q_split: "
+                                                                      "samples kept, a count (>= 1) or a fraction (< 1)")
+    select_q: float = Field(default=0.5, ge=0, le=1, description="top_q: keep losses at or above this quantile")
+    select_p: float = Field(default=2.0, gt=0, description="q_split: power of the losses (at the first epoch)")
+    select_p_end: Optional[float] = Field(default=None, gt=0, description="q_split: the power at the last "
+                                                                          "epoch; unset: constant select_p")
+    select_p_schedule: Literal["linear", "cosine"] = Field(
+        "linear", description="how select_p moves to select_p_end")
+    select_buckets: int = Field(default=2, ge=2, description="q_split: number of loss buckets")
     # q-split buckets: "prose" (thesis 3.2.1, docs/thesis.md) or the pseudo-code's "literal" cut
-    select_split: Literal["prose", "literal"] = "prose"
+    select_split: Literal["prose", "literal"] = Field(
+        "prose", description="q_split: cut buckets as the thesis's prose says, or as its pseudo-code")
     # q-split: a short bucket's shortfall is drawn from the others ("share"), or not ("literal",
     # Algorithm 4 as printed); docs/thesis.md
-    select_quota: Literal["share", "literal"] = "share"
+    select_quota: Literal["share", "literal"] = Field(
+        "share", description="q_split: a short bucket's shortfall is drawn from the others, or not (literal)")
     # fill to k with random samples when fewer pass the filter and selector ("defaulting back to
     # SGD", the thesis's go-to, 3.2.1); None: on exactly when select_k is set (resolved below)
-    fill_random: Optional[bool] = None
+    fill_random: Optional[bool] = Field(None, description="fill up to select_k with random samples when too "
+                                                          "few pass; unset: on when select_k is set")
     # epoch + batch filtering: the epoch level's own filter and selector (None: the batch level's)
-    epoch_filter: Optional[Literal["hard", "soft", "none"]] = None
-    epoch_soft_margin: Optional[float] = Field(default=None, gt=0, lt=1)
-    epoch_selector: Optional[Literal["none", "top_k", "top_q", "loss_weighted", "q_split"]] = None
-    epoch_select_k: Optional[float] = Field(default=None, gt=0)
-    overflow: Literal["discard", "carry"] = "discard"  # thesis discards accepted overflow
-    starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = "wait"
-    scoring_mode: Literal["eval", "train"] = "eval"
-    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    epoch_filter: Optional[Literal["hard", "soft", "none"]] = Field(
+        None, description="epoch+batch filtering: the epoch level's filter; unset: filter")
+    epoch_soft_margin: Optional[float] = Field(default=None, gt=0, lt=1, description="the epoch level's "
+                                                                                     "soft_margin; unset: soft_margin")
+    epoch_selector: Optional[Literal["none", "top_k", "top_q", "loss_weighted", "q_split"]] = Field(
+        None, description="the epoch level's selector; unset: selector")
+    epoch_select_k: Optional[float] = Field(default=None, gt=0, description="the epoch level's select_k; "
+                                                                            "unset: select_k")
+    overflow: Literal["discard", "carry"] = Field(
+        "discard", description="accepted samples beyond a full batch: discard (the thesis) or carry them over")
+    starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = Field(
+        "wait", description="an epoch that accepts less than a batch: wait, partial, fill_random or stop")
+    scoring_mode: Literal["eval", "train"] = Field("eval", description="module mode of the no-grad scoring "
+                                                                       "forward")
+    strategy_options: dict[str, Any] = Field(default_factory=dict, description="the peer strategies' "
+                                             "options: strategy_options.KEY=value")
     # --- evaluation and bookkeeping
-    train_eval_subset: Optional[int] = Field(default=None, gt=0)  # None: full train set
-    train_eval_every: int = Field(default=1, gt=0)
-    eval_batch_size: int = Field(default=1024, gt=0)
-    num_threads: Optional[int] = Field(default=None, gt=0)
-    checkpoint_every: int = Field(default=1, gt=0)
-    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)  # mirror the run dir (optional extras)
+    train_eval_subset: Optional[int] = Field(default=None, gt=0, description="train metrics on this many "
+                                             "training samples; unset: the whole training set")
+    train_eval_every: int = Field(default=1, gt=0, description="train metrics every n epochs (and the last)")
+    eval_batch_size: int = Field(default=1024, gt=0, description="batch size of evaluation and epoch scoring")
+    num_threads: Optional[int] = Field(default=None, gt=0, description="torch threads; unset: torch's default")
+    checkpoint_every: int = Field(default=1, gt=0, description="write a checkpoint every n epochs")
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="mirror the run into these trackers while it trains (optional extras)")
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ The loop, in the order events fire (one source of truth for hook names)::
             step_end                   (0..n optimizer steps: train step + feedback)
             batch_end
         epoch_trained                  (end-of-epoch accumulation policy applied)
+        eval_batch                     (0..n: after each evaluation batch, per split: train, test)
         epoch_end                      (after evaluation, with the epoch's metrics row)
     train_end
 
@@ -37,6 +38,7 @@ class Event(str, Enum):
     STEP_END = "step_end"
     BATCH_END = "batch_end"
     EPOCH_TRAINED = "epoch_trained"
+    EVAL_BATCH = "eval_batch"
     EPOCH_END = "epoch_end"
     TRAIN_END = "train_end"
 
@@ -66,6 +68,7 @@ class Callback:
     def on_step_end(self, trainer: Any, **info: Any) -> None: ...
     def on_batch_end(self, trainer: Any, **info: Any) -> None: ...
     def on_epoch_trained(self, trainer: Any, **info: Any) -> None: ...
+    def on_eval_batch(self, trainer: Any, **info: Any) -> None: ...
     def on_epoch_end(self, trainer: Any, **info: Any) -> None: ...
     def on_train_end(self, trainer: Any, **info: Any) -> None: ...
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+from typing import Any, Mapping, Optional
 
 TABLE_METRICS = (("accuracy", "accuracy"), ("mean loss", "loss_mean"), ("q=0.9 loss", "loss_q90"),
                  ("worst loss", "loss_worst"))
@@ -57,6 +58,17 @@ def cost_table(costs: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def verdict(label: str, accuracy: Optional[float], reference: Optional[float], passes_ratio: float,
+            time_ratio: float) -> str:
+    """The line read first about a strategy: its test accuracy against its archetype twin's,
+    and its sample passes and training time as multiples of the twin's (``assist compare``,
+    and each group of ``assist report``)."""
+    diff = "" if accuracy is None or reference is None else f" ({100 * (accuracy - reference):+.2f} pt)"
+    times = lambda ratio: "an unknown multiple of" if math.isnan(ratio) else f"{ratio:.2f}x"
+    return (f"{label}: test accuracy {_cell(accuracy, True)} against the archetype's {_cell(reference, True)}{diff}, "
+            f"at {times(passes_ratio)} its sample passes and {times(time_ratio)} its training time")
+
+
 def headline(finals: Mapping[str, Mapping[str, Any]], costs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One line per strategy, read first: test accuracy against the archetype's, and the cost."""
     base, base_cost = finals["archetype"], costs["archetype"]
@@ -64,10 +76,7 @@ def headline(finals: Mapping[str, Mapping[str, Any]], costs: Mapping[str, Mappin
     for label, final in finals.items():
         if label == "archetype":
             continue
-        acc, ref = final.get("test_accuracy"), base.get("test_accuracy")
         c = costs[label]
-        diff = "" if acc is None or ref is None else f" ({100 * (acc - ref):+.2f} pt)"
-        lines.append(f"{label}: test accuracy {_cell(acc, True)} against the archetype's {_cell(ref, True)}{diff}, "
-                     f"at {c['passes'] / (base_cost['passes'] or 1):.2f}x its sample passes "
-                     f"and {c['time_s'] / (base_cost['time_s'] or 1e-9):.2f}x its training time")
+        lines.append(verdict(label, final.get("test_accuracy"), base.get("test_accuracy"),
+                             c["passes"] / (base_cost["passes"] or 1), c["time_s"] / (base_cost["time_s"] or 1e-9)))
     return lines

@@ -143,8 +143,10 @@ def load_cifar(spec: CifarSpec, *, data_dir: Path, download: bool = False) -> Im
         image_folder = _image_folder_copy(Path(data_dir), spec)
         if image_folder is not None:
             return image_folder
+        # after a download (download=true) the archive lacked them: suggesting download=true would mislead
+        fetch_hint = "" if download else ", or pass download=true to fetch it"
         raise DataError(f"{spec.name}: missing {', '.join(missing)} in {folder}; extract {spec.url} "
-                        f"into {data_dir}, or pass download=true to fetch it")
+                        f"into {data_dir}{fetch_hint}")
     train_images, train_labels = _read_split(folder, spec.train_files, spec)
     test_images, test_labels = _read_split(folder, spec.test_files, spec)
     mean, std = channel_stats(train_images)

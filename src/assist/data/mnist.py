@@ -85,11 +85,15 @@ def fetch(directory: Path, stems: list[str], *, mirrors: list[str] | None = None
         download_file([m.rstrip("/") + "/" + name for m in mirrors], directory / name, md5=md5[stem])
 
 
-def _missing_message(directory: Path, missing: list[str], reason: str = "") -> str:
+def _missing_message(directory: Path, missing: list[str], failure: str = "") -> str:
+    """What is missing and what to do: without ``failure`` (download=false) fetch them with
+    download=true; after a failed download, place them by hand or retry when the mirrors answer."""
     listed = ", ".join(missing)
-    hint = f" ({reason})" if reason else ""
-    return (f"mnist: missing {listed} in {directory}{hint}; place the IDX files (plain or .gz) there, "
-            f"or pass download=true to fetch them")
+    if not failure:
+        return (f"mnist: missing {listed} in {directory}; place the IDX files (plain or .gz) there, "
+                f"or pass download=true to fetch them")
+    return (f"mnist: missing {listed} in {directory} (download failed: {failure}); place the IDX files "
+            f"(plain or .gz, from {MIRRORS[0]}) there by hand, or run again when a mirror is reachable")
 
 
 def _split(directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +124,7 @@ def load_mnist(*, data_dir: Path, download: bool = False) -> ImageDataset:
         try:
             fetch(directory, missing)
         except (DataError, OSError) as exc:
-            raise DataError(_missing_message(directory, missing, f"download failed: {exc}")) from exc
+            raise DataError(_missing_message(directory, missing, str(exc))) from exc
     train_images, train_labels = _split(directory, "train")
     test_images, test_labels = _split(directory, "test")
     mean, std = channel_stats(train_images)

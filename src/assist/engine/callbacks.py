@@ -38,9 +38,10 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 
 
 class ProgressReporter(Callback):
-    """On a terminal: a bar through each epoch's plan (samples visited, optimizer steps so far)
-    that gives way to one line per finished epoch, so the history stays on screen. Elsewhere
-    (logs, CI): just the line per epoch."""
+    """On a terminal: a bar through each epoch's plan (samples visited, optimizer steps so far),
+    then through its evaluation (split, samples evaluated, its own timer), that gives way to one
+    line per finished epoch, so the history stays on screen. Elsewhere (logs, CI): just the line
+    per epoch."""
 
     def __init__(self, stream: TextIO = sys.stderr, label: str = "") -> None:
         self.stream = stream
@@ -48,6 +49,8 @@ class ProgressReporter(Callback):
         self.bar = None
         self.steps = 0
         self.tty = False
+        self.desc = ""
+        self.split: Optional[str] = None   # the split being evaluated, None while training
 
     def on_train_start(self, trainer: Any, **info: Any) -> None:
         self.tty = self.stream.isatty()
@@ -58,10 +61,11 @@ class ProgressReporter(Callback):
         from tqdm import tqdm
 
         self.steps = 0
-        desc = f"{self.label + ' ' if self.label else ''}epoch {epoch}/{trainer.config.epochs}"
+        self.split = None
+        self.desc = f"{self.label + ' ' if self.label else ''}epoch {epoch}/{trainer.config.epochs}"
         # a terminal that reports no size (a fresh pseudo-terminal) would get an empty bar
         size = shutil.get_terminal_size(fallback=(100, 24))
-        self.bar = tqdm(total=int(len(plan)), desc=desc, unit="sample", unit_scale=True, leave=False,
+        self.bar = tqdm(total=int(len(plan)), desc=self.desc, unit="sample", unit_scale=True, leave=False,
                         file=self.stream, ncols=min(size.columns, 120), nrows=size.lines, mininterval=0.2)
 
     def on_step_end(self, trainer: Any, **info: Any) -> None:
@@ -71,6 +75,17 @@ class ProgressReporter(Callback):
         if self.bar is not None:
             self.bar.set_postfix_str(f"steps {self.steps}", refresh=False)
             self.bar.update(int(len(indices)) if self.bar.n + int(len(indices)) <= self.bar.total else 0)
+
+    def on_eval_batch(self, trainer: Any, *, split: str, done: int, total: int, **info: Any) -> None:
+        """The bar restarts for each split's evaluation: ``... evaluating test`` and its samples."""
+        if self.bar is None:
+            return
+        if split != self.split:
+            self.split = split
+            self.bar.set_description_str(f"{self.desc} evaluating {split}", refresh=False)
+            self.bar.set_postfix_str(f"steps {self.steps}", refresh=False)
+            self.bar.reset(total=total)   # also restarts the bar's timer
+        self.bar.update(max(0, min(done, total) - self.bar.n))
 
     def on_epoch_end(self, trainer: Any, *, metrics: dict[str, Any], **info: Any) -> None:
         prefix = f"[{self.label}] " if self.label else ""

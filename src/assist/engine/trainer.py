@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -217,16 +217,21 @@ class Trainer:
         self.step_seconds += time.perf_counter() - started
         self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=batch_loss)
 
-    def evaluate(self, pipeline: BatchPipeline, indices: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(self, pipeline: BatchPipeline, indices: Optional[torch.Tensor] = None,
+                 split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample losses and correctness over a split (or a subset of it), eval mode;
-        under DDP each rank evaluates its share and every rank gets the whole."""
+        under DDP each rank evaluates its share and every rank gets the whole. Each batch
+        emits ``eval_batch`` (split, samples done and the total of this rank's share)."""
+        def progress(done: int, total: int) -> None:
+            self.emit(Event.EVAL_BATCH, split=split, done=done, total=total)
+
         if not self.group.active:
-            return per_sample_losses(self.model, pipeline, indices, self.config.eval_batch_size)
+            return per_sample_losses(self.model, pipeline, indices, self.config.eval_batch_size, progress)
         if indices is None:
             indices = torch.arange(int(pipeline.labels.shape[0]))
         total = int(indices.shape[0])
         a, b = self.group.span(total)
-        losses, correct = per_sample_losses(self.model, pipeline, indices[a:b], self.config.eval_batch_size)
+        losses, correct = per_sample_losses(self.model, pipeline, indices[a:b], self.config.eval_batch_size, progress)
         both = self.group.gather_rows(torch.stack([losses.float(), correct.float()], 1), total, timed=False)
         return both[:, 0], both[:, 1].bool()
 
@@ -278,10 +283,10 @@ class Trainer:
         self.group.sync_buffers(self.model)
         evaluate_train = epoch % self.config.train_eval_every == 0 or epoch == self.config.epochs
         if evaluate_train:
-            row.update(loss_statistics("train", *self.evaluate(self.train_eval_data, self.train_eval_indices)))
+            row.update(loss_statistics("train", *self.evaluate(self.train_eval_data, self.train_eval_indices, "train")))
         else:
             row.update({key: None for key in loss_statistics("train", torch.zeros(1), torch.zeros(1))})
-        row.update(loss_statistics("test", *self.evaluate(self.test_data)))
+        row.update(loss_statistics("test", *self.evaluate(self.test_data, split="test")))
         row.update(system_metrics(self.device, self.unavailable_metrics))
         return row
 
@@ -323,18 +328,22 @@ class Trainer:
 
 @torch.no_grad()
 def per_sample_losses(model: torch.nn.Module, pipeline: BatchPipeline, indices: Optional[torch.Tensor],
-                      batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      batch_size: int, progress: Optional[Callable[[int, int], None]] = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample cross-entropy and correctness of ``model`` (eval mode) over a split, or
-    over ``indices`` of it, without augmentation."""
+    over ``indices`` of it, without augmentation; ``progress(done, total)`` after each batch."""
     model.eval()
     if indices is None:
         indices = torch.arange(int(pipeline.labels.shape[0]))
     losses, correct = [], []
-    for start in range(0, int(indices.shape[0]), batch_size):
+    total = int(indices.shape[0])
+    for start in range(0, total, batch_size):
         x, y = pipeline.batch(indices[start:start + batch_size], None)
         logits = model(x)
         losses.append(F.cross_entropy(logits, y, reduction="none"))
         correct.append(logits.argmax(1) == y)
+        if progress is not None:
+            progress(min(start + batch_size, total), total)
     if not losses:
         return torch.empty(0, device=pipeline.device), torch.empty(0, dtype=torch.bool, device=pipeline.device)
     return torch.cat(losses), torch.cat(correct)

@@ -87,10 +87,13 @@ def sweep_command(spec: str, out: Optional[str], executor: str, workers: Optiona
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--problems", is_flag=True, help="Hide the runs that are done.")
 def status_command(directory: str, problems: bool) -> None:
-    """Each run of a sweep directory: done / running / failed (reason) / incomplete / missing."""
-    from assist.experiments.store import SweepDir, format_states
+    """Each run under DIRECTORY, grouped by sweep: done / running / failed (reason) / incomplete /
+    missing. Finds the runs that assist report finds (any depth)."""
+    from pathlib import Path
 
-    states = SweepDir(directory).states()
-    if not states:
+    from assist.experiments.store import format_tree, states_under
+
+    grouped = states_under(directory)
+    if not grouped:
         raise click.ClickException(f"no runs found in {directory!r} (no sweep.json and no run directories)")
-    click.echo(format_states(states, show_done=not problems))
+    click.echo(format_tree(grouped, Path(directory), show_done=not problems))

@@ -151,6 +151,42 @@ class SweepDir:
         return [self.state(run_id, name, index) for run_id, name in names.items()]
 
 
+def states_under(root: str | Path) -> list[tuple[Path, list[RunState]]]:
+    """Every run under ``root``, grouped by the folder that holds it: a sweep directory's runs
+    (its manifest's missing ones included) and the runs of any other folder (``assist train``
+    and ``assist compare`` output). Run directories are found as ``assist report`` finds them,
+    so both commands see the same runs; a directory with metrics but no config is ``broken``."""
+    from assist.report.loading import find_run_dirs  # the report's discovery (imports pandas)
+
+    root = Path(root)
+    dirs, orphans = find_run_dirs(root)
+    found: dict[Path, list[Path]] = {}
+    if (root / MANIFEST).is_file():
+        found[root] = []
+    for path in dirs:  # a run directory given as root stands alone
+        found.setdefault(path.parent if path != root else path, []).append(path)
+    grouped = []
+    for folder, paths in found.items():
+        if folder in paths:  # root is itself a run directory
+            sweep = SweepDir(folder.parent)
+            grouped.append((folder, [sweep.state(folder.name, folder.name, {folder.name: folder})]))
+            continue
+        sweep = SweepDir(folder)
+        states = sweep.states() if (folder / MANIFEST).is_file() else []
+        seen = {s.path for s in states}
+        # runs of a plain folder, and any the sweep's index passes over: each by its own directory
+        states += [sweep.state(path.name, path.name, {path.name: path}) for path in paths if path not in seen]
+        grouped.append((folder, states))
+    for place, reason in orphans:
+        path = Path(place)
+        if not any(state.path == path for _, states in grouped for state in states):
+            grouped.append((path.parent, [RunState(path.name, path.name, path, "broken", reason)]))
+    merged: dict[Path, list[RunState]] = {}
+    for folder, states in grouped:
+        merged.setdefault(folder, []).extend(states)
+    return sorted(((folder, states) for folder, states in merged.items() if states), key=lambda item: str(item[0]))
+
+
 def count_states(states: list[RunState]) -> dict[str, int]:
     counts = {key: 0 for key in ("done", "collapsed", "running", "failed", "incomplete", "missing")}
     for state in states:  # "broken" (unreadable run directories) is counted only when there are some
@@ -172,3 +208,19 @@ def format_states(states: list[RunState], *, show_done: bool = True) -> str:
     counts = count_states(states)
     lines.append(f"{len(states)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     return "\n".join(lines)
+
+
+def format_tree(grouped: list[tuple[Path, list[RunState]]], root: Path, *, show_done: bool = True) -> str:
+    """The runs of every folder under ``root`` (``states_under``), one block per folder, then
+    the total; the runs of ``root`` alone read as ``format_states``."""
+    if len(grouped) == 1 and grouped[0][0] == root:
+        return format_states(grouped[0][1], show_done=show_done)
+    blocks = []
+    for folder, states in grouped:
+        kind = "sweep" if (folder / MANIFEST).is_file() else "runs"
+        blocks.append(f"== {folder} ({kind}) ==\n" + format_states(states, show_done=show_done))
+    everything = [state for _, states in grouped for state in states]
+    counts = count_states(everything)
+    blocks.append(f"all: {len(everything)} runs in {len(grouped)} folders: "
+                  + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return "\n\n".join(blocks)

@@ -19,6 +19,7 @@ from assist.report.grouping import Group, Subgroup, find_twins, group_runs
 from assist.report.loading import RunSet
 from assist.report.cost import cost_table, run_costs
 from assist.report.tables import RunFacts, Table, appendix_table, comparison_table
+from assist.report.verdict import group_verdicts
 
 if TYPE_CHECKING:
     from assist.report.thesis import ThesisComparison
@@ -40,6 +41,7 @@ class GroupReport:
     table: Table
     figures: list[SubgroupFigures] = field(default_factory=list)
     cost: Optional[Table] = None   # steps, samples, and passes and time against the twin
+    verdicts: list[str] = field(default_factory=list)  # per strategy: accuracy and cost against the twin
 
 
 @dataclass
@@ -103,7 +105,8 @@ def build_report(runset: RunSet, out: Optional[str | os.PathLike] = None, *,
     colours = colour_map(runset.runs["label"])
     facts = RunFacts(runset)
     costs = run_costs(runset)
-    reports = [GroupReport(g, comparison_table(runset, g, twins, facts), cost=cost_table(runset, g, twins, costs))
+    reports = [GroupReport(g, comparison_table(runset, g, twins, facts), cost=cost_table(runset, g, twins, costs),
+                           verdicts=group_verdicts(runset, g, twins, costs))
                for g in groups]
     appendix = appendix_table(runset, groups, twins, facts)
     report = Report(runset, reports, appendix, colours, twins)

@@ -33,6 +33,22 @@ def run_costs(runset: RunSet) -> pd.DataFrame:
     return pd.DataFrame.from_dict(records, orient="index", columns=columns).reindex(runset.runs.index).astype(float)
 
 
+def twin_ratios(done: list[str], label: str, twins: dict, status: pd.Series,
+                costs: pd.DataFrame) -> dict[str, list[float]]:
+    """Run by run, sample passes and training time as multiples of the run's completed
+    archetype twin (an archetype run is its own twin); runs without one give none."""
+    ratios: dict[str, list[float]] = {"passes": [], "time_s": []}
+    for run in done:
+        twin = run if label == "archetype" else twins.get(run)
+        if twin is None or status.get(twin) != "completed":
+            continue
+        for key in ratios:
+            base = costs.at[twin, key]
+            if base and not math.isnan(base):
+                ratios[key].append(costs.at[run, key] / base)
+    return ratios
+
+
 def cost_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
                costs: Optional[pd.DataFrame] = None) -> Table:
     twins = find_twins(runset) if twins is None else twins
@@ -48,15 +64,7 @@ def cost_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
             if not done:
                 continue
             block = costs.loc[done]
-            ratios: dict[str, list[float]] = {"passes": [], "time_s": []}
-            for run in done:
-                twin = run if label == "archetype" else twins.get(run)
-                if twin is None or status.get(twin) != "completed":
-                    continue
-                for key in ratios:
-                    base = costs.at[twin, key]
-                    if base and not math.isnan(base):
-                        ratios[key].append(costs.at[run, key] / base)
+            ratios = twin_ratios(done, label, twins, status, costs)
             record: dict[str, Any] = {**sub.values, "strategy": label, "n": len(done)}
             cells = [fmt(sub.values.get(k)) for k in group.row_keys] + [label, str(len(done))]
             for key in ("steps", "scored", "trained"):

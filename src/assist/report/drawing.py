@@ -9,6 +9,7 @@ these was measured to matter (see bench/report_scale.py).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -93,6 +94,20 @@ def _legend_entries(lines: Sequence[Line], colours: Mapping[str, str]) -> list[t
 
 LEGEND_PT = 10      # legend text: about 12 px at the figures' 90 dpi, readable at 100% zoom
 LEGEND_ROW_IN = 0.27
+# The panel figures fill the HTML report's column on a 1,400 px screen (report/html.py) at
+# their natural size: 14.6 in at 90 dpi is 1,314 px.
+DPI = 90
+FIGURE_WIDTH_IN = 14.6
+FIGURE_PX = round(FIGURE_WIDTH_IN * DPI)
+# The title wraps into lines of at most this many characters (about 7.6 px each at 11 pt, so a
+# line keeps clear of both edges) and each further line adds this much height.
+TITLE_CHARS = int(FIGURE_PX * 0.9 / 8)
+TITLE_LINE_IN = 0.2
+
+
+def title_lines(title: str) -> list[str]:
+    """A figure title wrapped to fit the figure's width (a long group label never runs off)."""
+    return textwrap.wrap(title, TITLE_CHARS) or [""]
 
 
 def _columns(entries: Sequence[tuple[str, str]]) -> int:
@@ -134,7 +149,7 @@ def _template(panels) -> tuple[Figure, list]:
     key = tuple(title for title, _, _ in panels)
     if key not in _TEMPLATES:
         nrows = -(-len(panels) // 3)
-        fig = Figure(figsize=(12, 2.7 * nrows + 1.2), dpi=90)
+        fig = Figure(figsize=(FIGURE_WIDTH_IN, 2.7 * nrows + 1.2), dpi=DPI)
         FigureCanvasAgg(fig)
         axes = list(fig.subplots(nrows, 3, squeeze=False).flat)
         for i, (ax, (title, ylabel, _)) in enumerate(zip(axes, panels)):
@@ -207,12 +222,14 @@ def _render(lines, colours, kind, title, panels, stem, formats) -> Optional[Figu
         return None
     entries = _legend_entries(lines, colours)
     legend_in = LEGEND_ROW_IN * _rows(len(entries), _columns(entries)) + 0.15
-    height = 2.6 * _rows(len(panels)) + 1.1 + legend_in
-    fig.set_size_inches(12, height)
+    heading = title_lines(f"{title} — {_KIND_TITLES[kind]}")
+    title_in = 0.8 + TITLE_LINE_IN * (len(heading) - 1)
+    height = 2.6 * _rows(len(panels)) + 0.3 + title_in + legend_in
+    fig.set_size_inches(FIGURE_WIDTH_IN, height)
     _place_legend(fig, entries, height)
-    fig.suptitle(f"{title} — {_KIND_TITLES[kind]}")
-    fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.8 / height,
-                        bottom=(legend_in + 0.5) / height, hspace=0.3, wspace=0.24)
+    fig.suptitle("\n".join(heading))
+    fig.subplots_adjust(left=0.06, right=0.99, top=1 - title_in / height,
+                        bottom=(legend_in + 0.5) / height, hspace=0.3, wspace=0.2)
     result = FigureFiles(kind, title)
     if stem is not None:
         for fmt in formats:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from assist.config import config_default
 from assist.report.keys import ARCHETYPE, SEED_KEY, canonical, identity_keys, strategy_name
 from assist.report.loading import ReportError, RunSet
 
@@ -43,8 +44,29 @@ def _sort_key(values: Sequence[Any]) -> tuple:
                  else (2, 0, str(v)) for v in values)
 
 
-def _title(keys: dict[str, Any], distinguishing: Sequence[str]) -> str:
-    shown = [k for k in distinguishing if k in keys] or [k for k in ("dataset", "model") if k in keys]
+HEADLINE_KEYS = ("dataset", "model")  # named first in a group's title, and shown even at their defaults
+
+
+def _at_default(key: str, value: Any) -> bool:
+    """Whether a group key's value says nothing a reader needs in a title: unset (None) or the
+    config's default (a key this version does not know is always shown)."""
+    if value is None:
+        return True
+    try:
+        default = config_default(key)
+    except KeyError:
+        return False
+    return canonical(value) == canonical(default)
+
+
+def group_title(keys: dict[str, Any], distinguishing: Sequence[str]) -> str:
+    """A group's label: the keys whose values tell the groups apart, dataset and model first,
+    without those left unset or at their defaults (the group's configuration lists every key);
+    ``dataset, model`` when nothing else is left."""
+    order = [k for k in HEADLINE_KEYS if k in distinguishing] + [k for k in distinguishing if k not in HEADLINE_KEYS]
+    shown = [k for k in order if k in keys and (k in HEADLINE_KEYS or not _at_default(k, keys[k]))]
+    if not shown:
+        shown = [k for k in HEADLINE_KEYS if k in keys and keys[k] is not None]
     return ", ".join(f"{k}={keys[k]}" for k in shown) or "all runs"
 
 
@@ -85,7 +107,7 @@ def group_runs(runset: RunSet, group_by: Optional[Sequence[str]] = None) -> list
                      for values in sorted(subs, key=_sort_key)]
         shared = dict(zip(group_keys, key))
         shared.update({k: canonical(configs[runs[0]].get(k)) for k in rest if k not in row_keys})
-        title = _title(dict(zip(group_keys, key)), [group_keys[i] for i in distinguishing])
+        title = group_title(dict(zip(group_keys, key)), [group_keys[i] for i in distinguishing])
         groups.append(Group(f"g{number:02d}", shared, row_keys, subgroups, title))
     return groups
 

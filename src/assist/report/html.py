@@ -13,13 +13,14 @@ from pathlib import Path
 import yaml
 
 from assist.report.build import GroupReport, Report
+from assist.report.drawing import FIGURE_PX
 from assist.report.figures import CAPTION
 from assist.report.tables import Table
 from assist.files import atomic_write
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
-main{max-width:1280px;margin:0 auto;padding:1rem 1.5rem 3rem}
+main{max-width:1400px;margin:0 auto;padding:1rem 1.5rem 3rem}
 h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.3rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
 h3{font-size:1.05rem;margin:1.4rem 0 .4rem}
 .scroll{overflow-x:auto;margin:.5rem 0}
@@ -38,6 +39,7 @@ details{margin:.4rem 0}summary{cursor:pointer;color:#0b5cad}
 pre{background:#f4f4f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
 .note{font-size:.85rem;color:#444}.warn{color:#8a4b00}
 .findings li.holds::marker{content:"✓ ";color:#1a7f37}.findings li.fails::marker{content:"✗ ";color:#b42318}
+ul.verdict{margin:.6rem 0;padding-left:1.2rem;font-weight:600}
 nav ul{columns:2;font-size:.9rem}
 """
 
@@ -108,7 +110,7 @@ def table_notes(table: Table) -> str:
 def _figure_html(path: Path, alt: str, caption: str = CAPTION) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure class="report-figure"><img src="data:image/png;base64,{data}" '
-            f'alt="{escape(alt)}" width="1080"><figcaption>{escape(alt)}. {escape(caption)}'
+            f'alt="{escape(alt)}" width="{FIGURE_PX}"><figcaption>{escape(alt)}. {escape(caption)}'
             f"</figcaption></figure>")
 
 
@@ -122,7 +124,9 @@ def _group_html(rep: GroupReport, colours: dict[str, str]) -> str:
     apart = any(cls != "completed" for cls in rep.table.classes)
     config = "".join(f"<tr><td class='text'>{escape(k)}</td><td class='text'>{escape(str(v))}</td></tr>"
                      for k, v in group.keys.items())
+    verdicts = "".join(f"<li>{escape(line)}</li>" for line in rep.verdicts)
     parts = [f'<section class="group" id="{group.gid}"><h2>{escape(group.gid)}: {escape(group.title)}</h2>',
+             f"<ul class='verdict'>{verdicts}</ul>" if verdicts else "",
              f"<details><summary>Configuration shared by the {len(group.runs)} runs of this group"
              f"</summary><table class='config'>{config}</table></details>",
              *(table_html(part, colours, "comparison") for part in split_comparison(rep.table)),

@@ -52,7 +52,8 @@ def render_markdown(report: Report, path: Path) -> Path:
     for rep in report.groups:
         group = rep.group
         shared = ", ".join(f"{k}={v}" for k, v in group.keys.items())
-        out.append(f"## {group.gid}: {group.title}\n\n<details><summary>Shared configuration"
+        verdicts = "".join(f"- {line}\n" for line in rep.verdicts)
+        out.append(f"## {group.gid}: {group.title}\n\n{verdicts}{chr(10) if verdicts else ''}<details><summary>Shared configuration"
                    f"</summary>\n\n{shared}\n\n</details>\n\n{table_markdown(rep.table)}\n\n"
                    "Mean ± sample std over completed runs (n); Ratio = test ÷ train per run. "
                    "Runs that did not complete are listed on rows of their own.\n")
@@ -99,6 +100,8 @@ def terminal_tables(report: Report, limit: int = 10, width: int = 120) -> str:
     chunks = []
     for rep in report.groups[:limit]:
         parts = [f"## {rep.group.gid}: {rep.group.title}"]
+        if rep.verdicts:
+            parts.append("\n".join(rep.verdicts))
         names = [sub for _, sub in rep.table.header]
         ids = [i for i, (top, sub) in enumerate(rep.table.header) if top == "" and sub != "Note"]
         for title, _ in TABLE_METRICS:

@@ -36,7 +36,7 @@ EPS = 1e-12
 
 
 class DivBSOptions(StrategyOptions):
-    selection: float = Field(default=0.1, gt=0.0, le=1.0)   # share of each raw batch trained on
+    selection: float = Field(default=0.1, gt=0.0, le=1.0, description="share of each raw batch trained on")
 
 
 def gradient_embeddings(features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ from assist.strategies.random_subset import subset_count
 
 
 class GradNormOptions(StrategyOptions):
-    fraction: float = Field(default=0.1, gt=0.0, le=1.0)
+    fraction: float = Field(default=0.1, gt=0.0, le=1.0,
+                            description="share of each raw batch trained on (the largest bounds)")
 
 
 @register_strategy

@@ -36,10 +36,12 @@ from assist.strategies.params import StrategyOptions, StrategyParams, params_sch
 
 
 class ImportanceSamplingOptions(StrategyOptions):
-    presample: float = Field(default=3.0, gt=1.0)            # B / b
-    tau_threshold: Optional[float] = Field(default=None, gt=0.0)  # None: (B + 3b) / (3b)
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)      # of the tau moving average
-    always_on: bool = False  # sample by importance from the first step (no switch): preset grad_norm_is
+    presample: float = Field(default=3.0, gt=1.0, description="raw batch B over batch b (B / b)")
+    tau_threshold: Optional[float] = Field(default=None, gt=0.0, description="variance-reduction estimate that "
+                                           "switches sampling on; unset: (B + 3b) / (3b)")
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="momentum of the estimate's moving average")
+    always_on: bool = Field(False, description="sample by importance from the first step, no switch "
+                                              "(preset grad_norm_is)")
 
 
 def gradient_norm_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

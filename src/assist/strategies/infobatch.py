@@ -29,8 +29,8 @@ INITIAL_SCORE = 3.0  # any constant works: equal scores mean nothing is below th
 
 
 class InfoBatchOptions(StrategyOptions):
-    ratio: float = Field(default=0.5, ge=0.0, lt=1.0)   # r: pruning probability of a below-mean sample
-    delta: float = Field(default=0.875, gt=0.0, le=1.0)  # fraction of epochs that prune
+    ratio: float = Field(default=0.5, ge=0.0, lt=1.0, description="r: pruning probability of a below-mean sample")
+    delta: float = Field(default=0.875, gt=0.0, le=1.0, description="share of the epochs that prune")
 
 
 def infobatch_prune(scores: torch.Tensor, ratio: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,8 +33,9 @@ PAPER_THRESHOLDS = (0.80, 0.90, 0.95, 0.995)
 
 
 class OrderedSGDOptions(StrategyOptions):
-    s: Optional[int] = Field(default=None, gt=0)   # None: the batch size
-    thresholds: tuple[float, ...] = PAPER_THRESHOLDS  # accuracies that halve q, ascending
+    s: Optional[int] = Field(default=None, gt=0, description="q at the start (losses trained per batch); "
+                                                             "unset: the batch size")
+    thresholds: tuple[float, ...] = Field(PAPER_THRESHOLDS, description="training accuracies that halve q, ascending")
 
     @field_validator("thresholds")
     @classmethod

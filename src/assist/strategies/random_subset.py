@@ -22,8 +22,9 @@ from assist.strategies.params import FixedRawBatch, StrategyOptions, StrategyPar
 
 
 class RandomSubsetOptions(StrategyOptions):
-    fraction: float = Field(default=0.5, gt=0.0, le=1.0)
-    mode: Literal["batch", "epoch"] = "batch"
+    fraction: float = Field(default=0.5, gt=0.0, le=1.0, description="share trained on, drawn uniformly")
+    mode: Literal["batch", "epoch"] = Field("batch", description="draw from each raw batch, or from the data set "
+                                                                 "once per epoch")
 
 
 def subset_count(fraction: float, n: int) -> int:

@@ -36,14 +36,17 @@ from assist.strategies.params import StrategyOptions, StrategyParams, params_sch
 
 
 class RhoLossOptions(StrategyOptions):
-    selection: float = Field(default=0.1, gt=0.0, le=1.0)   # share of each raw batch trained on
-    holdout: float = Field(default=0.1, gt=0.0, lt=1.0)     # share of the training set held out
-    il_model: Optional[str] = None                          # None: the run's model
-    il_epochs: int = Field(default=10, gt=0)
-    il_learning_rate: float = Field(default=1e-3, gt=0.0)
-    il_weight_decay: float = Field(default=0.01, ge=0.0)
-    il_batch_size: Optional[int] = Field(default=None, gt=0)  # None: the run's batch_size
-    cache: bool = True
+    selection: float = Field(default=0.1, gt=0.0, le=1.0, description="share of each raw batch trained on")
+    holdout: float = Field(default=0.1, gt=0.0, lt=1.0, description="share of the training set held out for "
+                                                                    "the irreducible-loss model")
+    il_model: Optional[str] = Field(None, description="the irreducible-loss model; unset: the run's model")
+    il_epochs: int = Field(default=10, gt=0, description="epochs of the irreducible-loss model")
+    il_learning_rate: float = Field(default=1e-3, gt=0.0,
+                                    description="the irreducible-loss model's AdamW learning rate")
+    il_weight_decay: float = Field(default=0.01, ge=0.0, description="the irreducible-loss model's AdamW weight decay")
+    il_batch_size: Optional[int] = Field(default=None, gt=0,
+                                         description="the irreducible-loss model's batch size; unset: the run's")
+    cache: bool = Field(True, description="cache the irreducible losses in $ASSIST_CACHE_DIR for twins and reruns")
 
 
 def reducible_top(losses: torch.Tensor, irreducible: torch.Tensor, k: int) -> torch.Tensor:

@@ -27,11 +27,11 @@ from assist.strategies.params import FixedRawBatch, StrategyOptions, StrategyPar
 
 
 class SelectiveBackpropOptions(StrategyOptions):
-    beta: float = Field(default=3.0, gt=0.0)        # exponent on the loss percentile
-    history: int = Field(default=1024, gt=0)        # losses remembered for the percentile
-    floor: float = Field(default=0.0, ge=0.0, le=1.0)  # minimum keep probability (reference: 0)
-    staleness: int = Field(default=0, ge=0)         # s: reuse recorded losses up to s epochs old
-    prime_epochs: int = Field(default=1, ge=0)      # epochs that train on everything first
+    beta: float = Field(default=3.0, gt=0.0, description="keep probability = percentile(loss) ** beta")
+    history: int = Field(default=1024, gt=0, description="recent losses the percentile is taken over")
+    floor: float = Field(default=0.0, ge=0.0, le=1.0, description="minimum keep probability")
+    staleness: int = Field(default=0, ge=0, description="reuse recorded losses up to this many epochs old")
+    prime_epochs: int = Field(default=1, ge=0, description="first epochs that train on everything")
 
 
 class LossHistory:
