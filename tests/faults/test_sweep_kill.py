@@ -42,10 +42,21 @@ SPEC = {
 KILLS = 3
 
 
-def launch(spec: Path, out: Path) -> subprocess.Popen:
+# Its sitecustomize makes every epoch of the killed sweeps last at least EPOCH_FLOOR_S: a kill
+# comes 1-4 epochs after the test saw progress, with at least 36 epochs (>= 4.5 s on two
+# workers) still to go, so it cannot arrive after the sweep finished, on a fast machine either.
+HOLD = Path(__file__).resolve().parents[1] / "distributed" / "hold"
+EPOCH_FLOOR_S = 0.25
+
+
+def launch(spec: Path, out: Path, floor: bool = True) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if floor:
+        env.update(ASSIST_TEST_EPOCH_FLOOR_S=str(EPOCH_FLOOR_S),
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(HOLD), env.get("PYTHONPATH")])))
     return subprocess.Popen([sys.executable, "-m", "assist.cli", "sweep", str(spec), "--out", str(out),
                              "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            start_new_session=True, env=env)
 
 
 def epochs_on_disk(out: Path) -> int:
@@ -102,7 +113,7 @@ def test_sweep_killed_repeatedly_then_finished_by_two_sweeps(tmp_path: Path, kee
     assert unfinished, f"(seed {seed}) the kills came too late: every run had already finished"
 
     # finish with two sweeps on the same directory at once
-    finishers = [launch(spec, out), launch(spec, out)]
+    finishers = [launch(spec, out, floor=False), launch(spec, out, floor=False)]
     outputs = [p.communicate(timeout=300)[0] for p in finishers]
     assert [p.returncode for p in finishers] == [0, 0], outputs
     completed = len(re.findall(r"^\[\s*\d+/\d+\] completed ", "\n".join(outputs), flags=re.MULTILINE))

@@ -1,11 +1,31 @@
-"""Put on PYTHONPATH by the kill-and-resume test: with ASSIST_TEST_HOLD_AFTER_EPOCH=N set, the
-process that writes the run directory stops for good right after epoch N's checkpoint is
-saved, so the test's SIGKILL always lands between epoch N and the end, however fast the
-machine (the other ranks wait in their next collective)."""
+"""Put on PYTHONPATH by the kill tests, to make a kill land before the end however fast the
+machine.
+
+- ASSIST_TEST_HOLD_AFTER_EPOCH=N (the data-parallel kill-and-resume test): the process that
+  writes the run directory stops for good right after epoch N's checkpoint is saved, so the
+  SIGKILL lands between epoch N and the end (the other ranks wait in their next collective).
+- ASSIST_TEST_EPOCH_FLOOR_S=S (the sweep kill test): every epoch lasts at least S seconds (a
+  pause after its checkpoint), so a sweep with many epochs left cannot finish in the moments
+  between the test seeing progress and its signal arriving. Results are unchanged.
+"""
 
 import os
 
 HOLD = os.environ.get("ASSIST_TEST_HOLD_AFTER_EPOCH")
+FLOOR = os.environ.get("ASSIST_TEST_EPOCH_FLOOR_S")
+
+if FLOOR:
+    import time
+
+    from assist.engine import checkpoint
+
+    slow = checkpoint.Checkpointer.on_epoch_end
+
+    def on_epoch_end_slowly(self, trainer, *, epoch, **info):
+        slow(self, trainer, epoch=epoch, **info)
+        time.sleep(float(FLOOR))
+
+    checkpoint.Checkpointer.on_epoch_end = on_epoch_end_slowly
 
 if HOLD:
     import time
