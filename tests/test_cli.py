@@ -72,8 +72,10 @@ def test_existing_run_is_not_overwritten(tmp_path):
     out = tmp_path / "run"
     assert assist("train", "--out", str(out), *TINY).returncode == 0
     before = (out / "metrics.jsonl").read_text()
-    again = assist("train", "--out", str(out), *TINY)
-    assert again.returncode == 2 and "holds a completed run" in again.stderr
+    again = assist("train", "--out", str(out), *TINY)       # the same command again: nothing to do
+    assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
+    other = assist("train", "--out", str(out), *TINY, "learning_rate=0.2")
+    assert other.returncode == 2 and "holds a completed run of another config" in other.stderr
     assert (out / "metrics.jsonl").read_text() == before
     restarted = assist("train", "--out", str(out), "--restart", *TINY)
     assert restarted.returncode == 0

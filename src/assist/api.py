@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -129,6 +130,10 @@ def _open_store(store: RunStore, config: TrainConfig, restart: bool):
     store.check_usable(restart=restart)
     lock = store.lock()
     try:
+        if not restart:
+            rebuilt = store.recover_config()
+            if rebuilt:
+                warnings.warn(f"{store.path}: config.yaml was missing; rebuilt from checkpoint {rebuilt}")
         resume = store.exists and not restart
         if resume:
             store.check_resumable(config.model_dump(mode="json"))

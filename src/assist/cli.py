@@ -60,6 +60,7 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
           overrides: tuple[str, ...]) -> None:
     from assist.api import run_name, train as train_run
     from assist.engine.callbacks import ProgressReporter
+    from assist.tracking import RunFinished
     from assist.validation import validate_run
 
     config = validate_run(resolve_values(config_file, overrides))
@@ -72,7 +73,18 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
 
     main_rank = main_process()
     callbacks = [ProgressReporter(label=config.strategy)] if main_rank else []
-    result = train_run(config, out=target, restart=restart, callbacks=callbacks)
+    try:
+        result = train_run(config, out=target, restart=restart, callbacks=callbacks)
+    except RunFinished as finished:
+        if finished.summary.get("status") != "completed":
+            raise
+        # rerunning a completed run's command (a requeued job, say) is no error
+        if main_rank:
+            accuracy = (finished.summary.get("final") or {}).get("test_accuracy")
+            shown = f", test accuracy {100 * accuracy:.2f}%" if isinstance(accuracy, (int, float)) else ""
+            click.echo(f"already completed: {target} ({finished.summary.get('epochs_completed')} epochs{shown}); "
+                       "nothing to do")
+        return
     if not main_rank:
         return
     final = result.final

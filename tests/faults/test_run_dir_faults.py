@@ -463,3 +463,65 @@ def test_a_sweep_names_a_broken_run_and_runs_the_others(tmp_path, capsys):
     assert "Traceback" not in captured.err + captured.out
     assert RunStore(second).read_summary()["status"] == "completed"
     assert (first / "config.yaml").read_text() == "epochs: [1,\n"  # left as it was
+
+
+# ------------------------------------------------------------------ a lost config.yaml, a rerun
+def test_a_run_that_lost_its_config_is_rebuilt_from_its_checkpoint_not_wiped(tmp_path, capsys, reference):
+    run = crashed_run(tmp_path / "run")
+    (run / "config.yaml").unlink()
+    kept = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, err = cli(["train", "--out", str(run), *ARGS], capsys)
+    assert code == 0 and "config.yaml was missing; rebuilt from checkpoint epoch-00003.pt" in err, err
+    assert "resume from epoch 3" in (run / "train.log").read_text()
+    assert_identical(run, reference)
+    assert kept["assist-run.json"] == (run / "assist-run.json").read_bytes()
+    # a finished run that lost it: rebuilt, and the same command has nothing to do
+    (run / "config.yaml").unlink()
+    summary = (run / "summary.json").read_bytes()
+    code, err = cli(["train", "--out", str(run), *ARGS], capsys)
+    assert code == 0 and (run / "summary.json").read_bytes() == summary and (run / "config.yaml").is_file()
+
+
+def test_a_run_that_lost_its_config_and_checkpoints_is_refused_untouched(tmp_path, capsys):
+    run = crashed_run(tmp_path / "run")
+    (run / "config.yaml").unlink()
+    shutil.rmtree(run / "checkpoints")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, err = cli(["train", "--out", str(run), *ARGS], capsys)
+    assert code == 2 and "lost its config.yaml and no checkpoint carries one; nothing was changed" in one_line(err)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # a directory holding only the marker (killed while being created) still starts afresh
+    only_marker = tmp_path / "fresh"
+    only_marker.mkdir()
+    shutil.copy(run / "assist-run.json", only_marker / "assist-run.json")
+    assert cli(["train", "--out", str(only_marker), *ARGS], capsys)[0] == 0
+
+
+def test_a_sweep_keeps_an_unfinished_run_that_lost_its_config(tmp_path, capsys):
+    import yaml
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "lost", "base": dict(item.split("=", 1) for item in ARGS) | {"epochs": 5,
+                                                                                                        "batch_size": 8}}))
+    from assist.experiments.sweep import plan_sweep
+
+    plan = plan_sweep(spec, tmp_path / "out")
+    run = plan.runs[0]
+    path = tmp_path / "out" / run.name
+    crashed_run(path)
+    (path / "config.yaml").unlink()
+    code, err = cli(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "1"], capsys)
+    assert code == 0, err
+    assert "resume from epoch 3" in (path / "train.log").read_text()
+    assert RunStore(path).read_summary()["status"] == "completed"
+
+
+def test_rerunning_a_completed_runs_command_is_no_error(tmp_path, capsys, reference):
+    run = tmp_path / "run"
+    train(config(), out=run)
+    metrics = (run / "metrics.jsonl").read_bytes()
+    code, err = cli(["train", "--out", str(run), *ARGS], capsys)
+    assert code == 0 and not err.strip()
+    code, err = cli(["train", "--out", str(run), *ARGS[:-1], "num_threads=1", "learning_rate=0.2"], capsys)
+    assert code == 2 and "holds a completed run of another config" in one_line(err)
+    assert (run / "metrics.jsonl").read_bytes() == metrics

@@ -127,8 +127,10 @@ def _decide(task: RunTask, sweep: Any) -> Outcome | tuple[Path, bool]:
             return Outcome(task.run_id, path.name, "skipped", f"already {summary.get('status')}",
                            int(summary.get("epochs_completed") or 0))
         return path, True
-    if store.marked and not store.exists:
-        store.clear()  # killed while creating it: nothing worth keeping, and we hold the lock
+    try:
+        store.recover_config()  # lost its config.yaml: rebuilt from a checkpoint, never cleared
+    except RunDirError as error:
+        return Outcome(task.run_id, path.name, "broken", str(error))
     return path, False
 
 

@@ -27,6 +27,15 @@ class RunDirError(ValueError):
     """The run directory cannot be used as asked; the message says why and what to do."""
 
 
+class RunFinished(RunDirError):
+    """The run directory already holds this very run, finished: nothing to train. The CLI
+    says so and exits 0 when it completed (a rerun or a requeued job is no error)."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
@@ -150,6 +159,27 @@ class RunStore:
             raise RunDirError(f"output directory {str(self.path)!r} holds a run without its {self.CONFIG}; "
                               "pass --restart to start it over, or choose another --out")
 
+    def recover_config(self) -> Optional[str]:
+        """A directory ASSIST marked whose ``config.yaml`` is gone. Holding nothing but the
+        marker (killed while being created), it is left for :meth:`create` to start afresh;
+        otherwise the config is rebuilt from the newest usable checkpoint (each carries it)
+        and that checkpoint's name returned. Nothing is deleted; with no checkpoint to rebuild
+        from, the directory is refused with one line."""
+        if self.exists or not self.marked or {p.name for p in self.contents()} <= {self.MARKER}:
+            return None
+        from assist.engine.checkpoint import usable_checkpoints
+
+        for path, checkpoint in usable_checkpoints(self.path / "checkpoints"):
+            config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+            if isinstance(config, dict):
+                atomic_write(self.path / self.CONFIG, yaml.safe_dump(config, sort_keys=False))
+                self.log(f"config.yaml was missing: rebuilt from {path.name}")
+                return path.name
+        kept = ", ".join(sorted(p.name for p in self.contents() if p.name != self.MARKER))
+        raise RunDirError(f"run directory {str(self.path)!r} lost its {self.CONFIG} and no checkpoint carries "
+                          f"one; nothing was changed (it holds {kept}): restore {self.CONFIG}, or pass "
+                          "--restart to start the run over")
+
     def clear(self) -> None:
         """Remove what ASSIST wrote here (and only that)."""
         for name in self.WRITTEN:
@@ -168,7 +198,7 @@ class RunStore:
     def create(self, config: dict[str, Any], *, restart: bool = False) -> None:
         """Start a fresh run directory. An existing run is never overwritten silently, and
         --restart clears only the files ASSIST wrote."""
-        if self.contents() and self.marked and not self.exists:
+        if {p.name for p in self.contents()} == {self.MARKER}:
             self.clear()  # killed (or out of space) before its config was written: nothing to keep
         if self.contents():
             if not restart:
@@ -192,15 +222,20 @@ class RunStore:
         atomic_write(self.path / self.METRICS, text)
 
     def check_resumable(self, config: dict[str, Any]) -> None:
-        """Refuse to resume a finished run or one whose config differs."""
-        if self.finished:
-            status = (self.read_summary() or {}).get("status", "finished")
-            raise RunDirError(f"run directory {str(self.path)!r} holds a {status} run; "
-                              "choose another --out or pass --restart to start it over")
+        """Refuse to resume a run whose config differs; a finished run of the same config is
+        :class:`RunFinished` (nothing to do), of another config an error."""
         from assist.config import with_added_defaults
 
         stored, config = with_added_defaults(self.read_config()), with_added_defaults(config)
         changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+        if self.finished:
+            summary = self.read_summary() or {}
+            status = summary.get("status", "finished")
+            message = (f"run directory {str(self.path)!r} holds a {status} run"
+                       + (" of another config" if changed else ""))
+            if not changed:
+                raise RunFinished(f"{message}; nothing to do", summary)
+            raise RunDirError(f"{message}; choose another --out or pass --restart to start it over")
         if changed:
             shown = ", ".join(f"{k}: {stored.get(k)!r} -> {config.get(k)!r}" for k in changed[:5])
             raise RunDirError(f"run directory {str(self.path)!r} holds an unfinished run with a different "
