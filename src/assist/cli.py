@@ -64,6 +64,7 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
     from assist.validation import validate_run
 
     config = validate_run(resolve_values(config_file, overrides))
+    check_out(out)
     target = Path(out) if out else Path("runs") / run_name(config)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from assist.launch import launch_train
@@ -128,6 +129,7 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: Optional
         raise ConfigError("compare: give the strategies either with --strategies or as strategy=..., not both")
     names = [name.strip() for name in strategies.split(",") if name.strip()]
     variants = [{"strategy": name} for name in names if name != "archetype"]
+    check_out(out)
     target = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     results = compare_runs(values, variants, out=target, callbacks_for=lambda label: [ProgressReporter(label=label)])
     base = results["archetype"].config
@@ -170,6 +172,12 @@ def _attach_optional_commands() -> None:
 
 
 _attach_optional_commands()
+
+
+def check_out(out: Optional[str]) -> None:
+    """``--out ''`` is a mistake, not a request for the default folder."""
+    if out is not None and not str(out).strip():
+        raise ConfigError("--out: the path is empty; leave --out out for the default folder under runs/")
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -307,9 +307,14 @@ def format_validation_error(error: ValidationError, unknown: Callable[[tuple], s
         else:
             message = item["msg"].removeprefix("Value error, ")
             value = item.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            shown = "" if isinstance(value, dict) else f" (got {shorten(repr(value))})"
             problems.append(f"{key}: {message}{shown}")
     return "; ".join(problems)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a message, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def config_default(key: str) -> Any:
@@ -370,8 +375,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = load_yaml(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        if "nested too deeply" in str(error):
+            raise ConfigError(f"{key}: the value is nested too deeply") from None
         value = raw
     return key, value
 
@@ -443,8 +450,37 @@ def _unique_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = F
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
+MAX_YAML_BYTES = 1 << 20   # a config file or sweep spec; real ones are a few kilobytes
+
+
 def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    """A YAML document through the strict loader; nesting too deep for the parser is a
+    YAMLError like any other (not a RecursionError with thousands of lines)."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("it is nested too deeply (thousands of levels)") from None
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: line and column, and what is wrong there."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[-1]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def read_yaml_file(path: Path, what: str) -> Any:
+    """A config file's or sweep spec's YAML, or one line saying why it cannot be read."""
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{what} {str(path)!r} is {size:,} bytes, over the {MAX_YAML_BYTES:,} a {what} may hold")
+    try:
+        return load_yaml(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {str(path)!r} is not a text file (YAML expected)") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML: {yaml_problem(error)}") from None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -453,12 +489,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is a directory; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = load_yaml(path.read_text()) or {}
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(path)!r} is not a text file (YAML expected)") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    data = read_yaml_file(path, "config file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
     return data

@@ -297,3 +297,74 @@ def test_slurm_without_srun_is_one_line_and_writes_nothing(tmp_path, capsys, mon
     assert stop.value.code == 2 and err.count("\n") == 1 and "needs Slurm's srun" in err
     assert not (tmp_path / "out").exists()
     faults_tally.count("bad_inputs_clean")
+
+
+def test_yaml_that_is_deep_broken_huge_or_long_is_one_line(tmp_path, capsys):
+    """Nesting deeper than the parser's recursion, a syntax error, a file over the size limit
+    and a 200,000-character value: each one line naming the file (line and column for the
+    syntax error), exit 2, nothing written."""
+    deep = "[" * 3000 + "]" * 3000
+    files = {"deep": f"epochs: {deep}\n", "broken": "epochs: 3\nbatch_size: [1\n",
+             "huge": "epochs: 3\n#" + "x" * (1 << 21) + "\n", "long": "epochs: " + "x" * 200_000 + "\n"}
+    expected = {"deep": "nested too deeply", "broken": "line 3, column 1: expected ',' or ']'",
+                "huge": "over the 1,048,576 a config file may hold", "long": "... (200,002 characters)"}
+    for name, text in files.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        for args in (["train", "--config", str(path), "--out", str(tmp_path / "r")],
+                     ["sweep", str(path), "--out", str(tmp_path / "s"), "--dry-run"]):
+            if name == "long" and args[0] == "sweep":
+                continue                                # a spec's epochs key is no spec key at all
+            with pytest.raises(SystemExit) as stop:
+                main(args)
+            err = capsys.readouterr().err
+            lines = [line for line in err.splitlines() if line.strip()]
+            assert stop.value.code == 2 and len(lines) == 1 and "Traceback" not in err, (name, args[0], err)
+            assert len(lines[0]) < 300, (name, lines[0][:300])
+            if args[0] == "train":
+                assert expected[name] in lines[0], (name, lines[0])
+        assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+    with pytest.raises(SystemExit) as stop:
+        main(["train", f"epochs={deep}", "--out", str(tmp_path / "r")])
+    assert stop.value.code == 2 and "epochs: the value is nested too deeply" in capsys.readouterr().err
+
+
+def test_the_report_skips_a_run_whose_config_is_an_alias_bomb(tmp_path, capsys, keep_torch_threads):
+    from assist.api import train
+
+    train({"dataset": "synthetic", "model": "fcnet16", "epochs": 1, "batch_size": 8}, out=tmp_path / "runs" / "good")
+    bad = tmp_path / "runs" / "bad"
+    bad.mkdir()
+    (bad / "config.yaml").write_text(ALIAS_BOMB)
+    (bad / "metrics.jsonl").write_text("")
+    started = time.monotonic()
+    from assist.report.command import cli_report
+
+    assert cli_report(tmp_path / "runs", tmp_path / "report", fmt="csv") == 0
+    assert time.monotonic() - started < 60
+    err = capsys.readouterr().err
+    assert "runs/bad: config.yaml is unreadable: its aliases expand" in err, err
+
+
+@pytest.mark.parametrize("name", ["../evil", "/tmp/abs", "..", "a/b"])
+def test_a_spec_name_never_writes_outside_runs(tmp_path, capsys, name, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: {name!r}\nbase: {{dataset: synthetic, model: fcnet16, epochs: 1}}\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", str(spec)])
+    assert stop.value.code == 2 and "is not a plain name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "compare"])
+def test_an_empty_out_is_refused_not_taken_for_the_default(tmp_path, capsys, command, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("base: {dataset: synthetic, model: fcnet16, epochs: 1}\n")
+    args = {"train": ["train", "dataset=synthetic", "epochs=1"], "sweep": ["sweep", str(spec)],
+            "compare": ["compare", "dataset=synthetic", "epochs=1"]}[command]
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--out", ""])
+    assert stop.value.code == 2 and "--out: the path is empty" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

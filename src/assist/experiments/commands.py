@@ -62,6 +62,9 @@ def sweep_command(spec: str, out: Optional[str], executor: str, workers: Optiona
         seed_list = None if seeds is None else [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds")
+    from assist.cli import check_out
+
+    check_out(out)
     plan = plan_sweep(spec, out, overrides, seed_list)
     if dry_run:
         check_models_fit(plan, echo=click.echo)

@@ -23,10 +23,9 @@ import re
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from assist.config import ConfigError, TrainConfig, load_yaml, parse_override
+from assist.config import ConfigError, TrainConfig, parse_override, read_yaml_file
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -83,6 +82,15 @@ class SweepSpec(BaseModel):
     seeds: Optional[list[int]] = None
     twins: bool = True
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _a_plain_name(cls, value: Optional[str]) -> Optional[str]:
+        """The name is the default sweep folder under runs/: one plain path component."""
+        if value is not None and (not value.strip() or value.strip() in (".", "..") or "/" in value
+                                  or "\\" in value or value.startswith("~")):
+            raise ValueError(f"{value!r} is not a plain name (it names the sweep's folder under runs/)")
+        return value
 
 
 def time_minutes(value: Union[int, str]) -> int:
@@ -197,9 +205,9 @@ def load_spec(path: Union[str, Path], overrides: Sequence[str] = (),
     if not path.is_file():
         raise SpecError(f"sweep spec {str(path)!r} does not exist")
     try:
-        data = load_yaml(path.read_text())
-    except yaml.YAMLError as error:
-        raise SpecError(f"sweep spec {str(path)!r} is not valid YAML: {error}") from None
+        data = read_yaml_file(path, "sweep spec")
+    except ConfigError as error:
+        raise SpecError(str(error)) from None
     if overrides and isinstance(data, dict):
         base = dict(data.get("base") or {})
         grid = dict(data.get("grid") or {})

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from assist.config import with_added_defaults
+from assist.config import load_yaml, with_added_defaults
 from assist.metrics.collapse import is_collapsed, num_classes_of
 from assist.report.keys import canonical, strategy_labels, strategy_name
 
@@ -133,7 +133,10 @@ def read_run(path: Path, name: str, warnings: list[str]) -> tuple[dict, list[dic
     """One run: (row of meta, config and summary's final metrics; epoch rows; config).
     Final metrics missing from the summary are filled in by load_runs. Raises _Skip."""
     try:
-        config = yaml.load((path / CONFIG).read_text(), Loader=_LOADER)
+        text = (path / CONFIG).read_text()
+        # ASSIST writes no anchors: a config with one goes through the strict loader, which
+        # refuses an alias bomb (config.py); the others through the fast C loader
+        config = load_yaml(text) if "&" in text else yaml.load(text, Loader=_LOADER)
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
         raise _Skip(f"{CONFIG} is unreadable: {str(error).splitlines()[0]}") from None
     if not isinstance(config, dict):
