@@ -317,3 +317,32 @@ def test_a_long_decode_shows_a_bar_on_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stderr", quiet)
     images.decode_all(items, "set")
     assert quiet.getvalue() == ""
+
+
+def test_an_image_replaced_with_the_same_size_and_time_is_not_served_stale(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    make_tree(root)
+    load_dataset(f"folder:{root}")
+    target = root / "train" / "cat" / "00.png"
+    info = target.stat()
+    original = target.read_bytes()
+    target.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))         # one byte differs
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))                 # same size and mtime
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (info.st_size, info.st_mtime_ns)
+    _refuse_to_decode(monkeypatch)
+    with pytest.raises(DataError, match="decoder called"):                   # decoded again, not cached
+        load_dataset(f"folder:{root}")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dangling"])
+def test_a_fifo_or_a_dangling_link_in_a_folder_is_one_line_not_a_hang(tmp_path, kind):
+    root = tmp_path / "data"
+    make_tree(root)
+    odd = root / "train" / "cat" / "99.png"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    else:
+        odd.symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(DataError, match="not a regular file" if kind == "fifo" else "a link to nothing") as error:
+        load_dataset(f"folder:{root}")
+    assert "train/cat/99.png" in str(error.value)

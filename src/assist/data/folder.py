@@ -6,7 +6,7 @@ sorted folder names and must be the same in both splits. Hidden entries (``.*``,
 ``__MACOSX``) and top-level entries other than ``train``/``test`` are ignored.
 
 Decoding is done once: the arrays are cached as a ``.pt`` file keyed by a hash of the source
-(the archive's sha256, or the directory's file list with sizes and modification times), so
+(the archive's sha256, or the directory's file names with a digest of each file's bytes), so
 the next load reads one file. A failed decode caches nothing.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import time
 import warnings
 from pathlib import Path
@@ -84,7 +85,10 @@ def _layout(files: dict[Parts, Source], dirs: set[Parts], where: str) -> Layout:
 
 
 def _list_directory(root: Path) -> tuple[dict[Parts, Source], set[Parts], str]:
-    """Files and folders under ``root`` plus a fingerprint of names, sizes and mtimes."""
+    """Files and folders under ``root`` plus a fingerprint of their names and contents (a
+    digest of every file's bytes: an image replaced by another of the same size and time is
+    not served from the cache). Only regular files are read: a FIFO, socket or device, a
+    dangling link or an unreadable entry is refused with one line naming it."""
     files: dict[Parts, Source] = {}
     dirs: set[Parts] = set()
     fingerprint = hashlib.sha256(str(root).encode())
@@ -94,9 +98,21 @@ def _list_directory(root: Path) -> tuple[dict[Parts, Source], set[Parts], str]:
         dirs.update(rel + (d,) for d in subdirs)
         for name in sorted(names):
             path = Path(current) / name
-            info = path.stat()
+            shown = "/".join(rel + (name,))
+            if _ignored(rel + (name,)):
+                continue
+            try:
+                info = path.stat()
+                if not stat.S_ISREG(info.st_mode):
+                    raise DataError(f"folder {root}: {shown} is not a regular file (a FIFO, socket or device); "
+                                    "an image folder holds image files only")
+                digest = file_digest(path, "sha256")
+            except FileNotFoundError:
+                raise DataError(f"folder {root}: {shown} is a link to nothing") from None
+            except OSError as error:
+                raise DataError(f"folder {root}: {shown} cannot be read ({error.strerror or error})") from None
             files[rel + (name,)] = path
-            fingerprint.update(f"{'/'.join(rel + (name,))}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+            fingerprint.update(f"{shown}\0{info.st_size}\0{digest}\n".encode())
     return files, dirs, fingerprint.hexdigest()
 
 
