@@ -525,3 +525,15 @@ def test_rerunning_a_completed_runs_command_is_no_error(tmp_path, capsys, refere
     code, err = cli(["train", "--out", str(run), *ARGS[:-1], "num_threads=1", "learning_rate=0.2"], capsys)
     assert code == 2 and "holds a completed run of another config" in one_line(err)
     assert (run / "metrics.jsonl").read_bytes() == metrics
+
+
+def test_a_checkpoint_copied_in_from_another_run_is_skipped(tmp_path, reference):
+    run = crashed_run(tmp_path / "run")                       # checkpoints of epochs 1-3
+    other = tmp_path / "other"
+    train(config(rng_seed=4), out=other)
+    for name in ("epoch-00004.pt", "epoch-00004.pt.sha256"):  # a valid file with a valid sidecar
+        shutil.copy(other / "checkpoints" / name, run / "checkpoints" / name)
+    with pytest.warns(UserWarning, match=r"epoch-00004.pt was written by another run .*rng_seed"):
+        train(config(), out=run)
+    assert "resume from epoch 3" in (run / "train.log").read_text()
+    assert_identical(run, reference)

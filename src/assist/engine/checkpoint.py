@@ -117,7 +117,18 @@ def resume_trainer(trainer: Any, directory: Path) -> int:
     over silently would throw the finished epochs away."""
     if not checkpoint_paths(directory):
         return 0
+    from assist.config import identity_dump
+
+    wanted = identity_dump(trainer.config.model_dump(mode="json"))
     for path, checkpoint in usable_checkpoints(directory):
+        stored = checkpoint.get("config")
+        if isinstance(stored, dict):   # a checkpoint copied in from another run is not this run's state
+            theirs = identity_dump(stored)
+            changed = sorted(k for k in set(wanted) | set(theirs) if wanted.get(k) != theirs.get(k))
+            if changed:
+                warnings.warn(f"checkpoint {path} was written by another run (its config differs in "
+                              f"{', '.join(changed[:5])}); trying the previous one", stacklevel=2)
+                continue
         try:
             trainer.load_state_dict(checkpoint)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
