@@ -153,3 +153,19 @@ def test_progress_bar_when_asked(runs, tmp_path, capsys):
     assert "loading runs" in capsys.readouterr().err
     load_runs(tmp_path / "runs")  # 4 runs: below the automatic threshold
     assert "loading runs" not in capsys.readouterr().err
+
+
+def test_a_summary_that_disagrees_with_the_metrics_is_warned_about_and_the_metrics_win(tmp_path):
+    """One flipped digit in summary.json (still valid JSON) must not reach the tables unwarned."""
+    run = generate_runs(tmp_path, variants=("archetype",), seeds=(0,), epochs=3,
+                        generator=torch.Generator().manual_seed(2))[0]
+    summary = json.loads((run / "summary.json").read_text())
+    true = summary["final"]["test_accuracy"]
+    summary["final"]["test_accuracy"] = round(true + 0.1, 6)
+    (run / "summary.json").write_text(json.dumps(summary))
+    rs = load_runs(tmp_path)
+    assert any("disagree" in w and "test_accuracy" in w for w in rs.warnings), rs.warnings
+    assert rs.runs["final_test_accuracy"].iloc[0] == pytest.approx(true)
+    summary["final"]["test_accuracy"] = true                      # agreeing again: no warning
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert not [w for w in load_runs(tmp_path).warnings if "disagree" in w]

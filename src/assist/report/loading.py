@@ -148,6 +148,7 @@ def read_run(path: Path, name: str, warnings: list[str]) -> tuple[dict, list[dic
     summary = _read_summary(path / SUMMARY, warnings)
     final = {k: _number(v) for k, v in ((summary or {}).get("final") or {}).items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    final = _trusted_finals(final, epochs, summary, path, warnings)
     status = str(summary.get("status") or "unknown") if summary else "incomplete"
     if status == "completed" and is_collapsed([row.get("test_accuracy") for row in epochs],
                                               num_classes_of(config, epochs)):
@@ -169,6 +170,24 @@ def read_run(path: Path, name: str, warnings: list[str]) -> tuple[dict, list[dic
     run_row["strategy"] = strategy_name(config)
     run_row.update({f"final_{k}": v for k, v in final.items()})
     return run_row, [dict(row, run=name) for row in epochs], config
+
+
+def _trusted_finals(final: dict[str, float], epochs: list[dict], summary: Optional[dict], path: Path,
+                    warnings: list[str]) -> dict[str, float]:
+    """The summary's final values, less those that disagree with the last epoch of the metrics
+    (which were written line by line as the run went): one warning names them, and the
+    metrics' values are used in their place."""
+    if not final or not epochs or (summary or {}).get("epochs_completed") != epochs[-1].get("epoch"):
+        return final
+    last = epochs[-1]
+    logged = {k: _number(v) for k, v in last.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    differ = [k for k, v in final.items() if k in logged and not (
+        v == logged[k] or math.isclose(v, logged[k], rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(v) and math.isnan(logged[k])))]
+    if differ:
+        shown = ", ".join(f"{k}: {final[k]:g} vs {logged[k]:g}" for k in differ[:3])
+        warnings.append(f"{path}: {SUMMARY}'s final values disagree with {METRICS}'s last epoch ({shown}); "
+                        "the metrics are used")
+    return {k: v for k, v in final.items() if k not in differ}
 
 
 def _numeric_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
