@@ -234,3 +234,21 @@ def test_a_resumed_run_continues_its_trackers(tracker_env, toy_data):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     steps = {m.step for m in client.get_metric_history(runs[0].info.run_id, "test/loss_mean")}
     assert steps == {1, 2, 3, 4}
+
+
+def test_export_names_corrupt_and_lost_metrics_and_can_rebuild_them(tmp_path, toy_data, capsys):
+    pytest.importorskip("tensorboard")
+    run_dir = tmp_path / "run"
+    train({"epochs": 3, "batch_size": 32, "rng_seed": 1}, out=run_dir, data=toy_data)
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], "{half a line", lines[2]]) + "\n")
+    cli_main(["export", str(run_dir), "--to", "tensorboard", "--logdir", str(tmp_path / "tb1")])
+    captured = capsys.readouterr()
+    assert "1 corrupt line(s) of metrics.jsonl skipped (line 2)" in captured.err
+    assert "metrics.jsonl holds 2 of the run's 3 epochs" in captured.err and "(2 epochs, completed)" in captured.out
+    metrics.unlink()                                       # lost altogether: rebuilt from the checkpoint
+    cli_main(["export", str(run_dir), "--to", "tensorboard", "--logdir", str(tmp_path / "tb2"), "--rebuild-metrics"])
+    captured = capsys.readouterr()
+    assert "(3 epochs, completed)" in captured.out and "rebuilt from its newest checkpoint" in captured.err
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2, 3]

@@ -9,7 +9,7 @@ config.yaml was written, each epoch at ``start + wall_clock_s``.
 from __future__ import annotations
 
 import sys
-
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -44,13 +44,26 @@ def build_tracker(name: str, run_dir: Path, *, logdir: Optional[Path] = None, fo
     return MlflowTracker(run_dir)
 
 
-def export_run(run_dir: str | Path, to: str, *, logdir: Optional[str | Path] = None, force: bool = False) -> str:
-    """Replay one run directory into tracker ``to``; returns where it went."""
+def export_run(run_dir: str | Path, to: str, *, logdir: Optional[str | Path] = None, force: bool = False,
+               rebuild: bool = False) -> str:
+    """Replay one run directory into tracker ``to``; returns where it went. Corrupt metrics
+    lines and epochs the summary counts but the metrics lack are warned about; ``rebuild``
+    first restores ``metrics.jsonl`` from the newest checkpoint's history."""
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
     if not store.exists:
         raise RunDirError(f"{str(run_dir)!r} is not a run directory (no {RunStore.CONFIG})")
-    config, rows, summary = store.read_config(), store.read_metrics(), store.read_summary()
+    if rebuild and store.rebuild_metrics():
+        warnings.warn(f"{run_dir}: metrics.jsonl rebuilt from its newest checkpoint")
+    corrupt: list[int] = []
+    config, rows, summary = store.read_config(), store.read_metrics(corrupt), store.read_summary()
+    if corrupt:
+        warnings.warn(f"{run_dir}: {len(corrupt)} corrupt line(s) of metrics.jsonl skipped "
+                      f"(line {', '.join(map(str, corrupt[:5]))})")
+    counted = (summary or {}).get("epochs_completed")
+    if isinstance(counted, int) and counted > len(rows):
+        warnings.warn(f"{run_dir}: metrics.jsonl holds {len(rows)} of the run's {counted} epochs; "
+                      "`assist export --rebuild-metrics` restores them from the newest checkpoint")
     tracker = build_tracker(to, run_dir, logdir=None if logdir is None else Path(logdir), force=force)
     started = (run_dir / RunStore.CONFIG).stat().st_mtime
     tracker.start(run_dir.resolve().name, config)
@@ -69,7 +82,10 @@ def export_run(run_dir: str | Path, to: str, *, logdir: Optional[str | Path] = N
 @click.option("--logdir", type=click.Path(file_okay=False),
               help="TensorBoard: write under DIR/<run name> instead of RUN_DIR/tensorboard.")
 @click.option("--force", is_flag=True, help="TensorBoard: replace event files already there.")
-def export_command(run_dirs: tuple[str, ...], targets: tuple[str, ...], logdir: Optional[str], force: bool) -> None:
+@click.option("--rebuild-metrics", "rebuild", is_flag=True,
+              help="First restore metrics.jsonl from the run's newest checkpoint when it lost epochs.")
+def export_command(run_dirs: tuple[str, ...], targets: tuple[str, ...], logdir: Optional[str], force: bool,
+                   rebuild: bool) -> None:
     """Copy finished (or unfinished) runs into TensorBoard, W&B or MLflow.
 
     RUN_DIRS are run directories written by `assist train`; the tracker settings come from
@@ -80,7 +96,7 @@ def export_command(run_dirs: tuple[str, ...], targets: tuple[str, ...], logdir: 
     for run_dir in run_dirs:
         for target in dict.fromkeys(targets):
             try:
-                click.echo(f"{run_dir} -> {export_run(run_dir, target, logdir=logdir, force=force)}")
+                click.echo(f"{run_dir} -> {export_run(run_dir, target, logdir=logdir, force=force, rebuild=rebuild)}")
             except (RunDirError, OSError) as error:  # one bad run is named; the others are exported
                 if len(run_dirs) == 1:
                     raise

@@ -115,18 +115,36 @@ class RunStore:
             raise RunDirError(f"{path}: not a JSON object")
         return summary
 
-    def read_metrics(self) -> list[dict[str, Any]]:
+    def read_metrics(self, corrupt: Optional[list[int]] = None) -> list[dict[str, Any]]:
+        """The epoch rows; the numbers of lines that are not a JSON object (a crash can leave a
+        truncated last line) are appended to ``corrupt`` when given."""
         rows = []
         path = self.path / self.METRICS
         if path.is_file():
-            for line in path.read_text(errors="replace").splitlines():
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a crash can leave a truncated last line
+                    row = None
                 if isinstance(row, dict):
                     rows.append(row)
+                elif corrupt is not None and line.strip():
+                    corrupt.append(number)
         return rows
+
+    def rebuild_metrics(self) -> Optional[int]:
+        """Rewrite ``metrics.jsonl`` from the newest usable checkpoint's history when that holds
+        more epochs than the file (lines lost or corrupt); the epochs now in the file, or None
+        when there was nothing better to rebuild from."""
+        from assist.engine.checkpoint import load_latest_checkpoint
+
+        checkpoint = load_latest_checkpoint(self.path / "checkpoints")
+        history = checkpoint["state"]["history"] if checkpoint is not None else []
+        if len(history) <= len(self.read_metrics()):
+            return None
+        self.rewrite_metrics(history)
+        self.log(f"metrics.jsonl rebuilt from the checkpoint of epoch {checkpoint['state']['epoch']}")
+        return len(history)
 
     # -- locking
     def lock(self) -> "RunLock":
