@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -75,7 +78,10 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
     main_rank = main_process()
     callbacks = [ProgressReporter(label=config.strategy)] if main_rank else []
     try:
-        result = train_run(config, out=target, restart=restart, callbacks=callbacks)
+        with stopped_by_signals() as received:
+            result = train_run(config, out=target, restart=restart, callbacks=callbacks)
+    except KeyboardInterrupt:
+        sys.exit(interrupted(target, received))
     except RunFinished as finished:
         if finished.summary.get("status") != "completed":
             raise
@@ -172,6 +178,47 @@ def _attach_optional_commands() -> None:
 
 
 _attach_optional_commands()
+
+
+SIGNAL_EXIT = {"SIGINT": 130, "SIGHUP": 129, "SIGTERM": 143}
+
+
+@contextlib.contextmanager
+def stopped_by_signals():
+    """SIGTERM and SIGHUP (a scheduler's or a closed terminal's stop) end a training run as
+    Ctrl-C does: the step in flight is dropped, the last checkpoint stays. Yields a list that
+    holds the signal's name once one came."""
+    received: list[str] = []
+
+    def stop(number: int, frame: Any) -> None:
+        received.append(signal.Signals(number).name)
+        raise KeyboardInterrupt
+
+    if "WORLD_SIZE" in os.environ or threading.current_thread() is not threading.main_thread():
+        yield received   # data-parallel workers are stopped by their launcher
+        return
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def interrupted(target: Path, received: list[str]) -> int:
+    """Say where an interrupted run stands (and log it in the run); its exit code."""
+    from assist.engine.checkpoint import checkpoint_paths
+    from assist.tracking import RunStore
+
+    name = received[0] if received else "SIGINT"
+    newest = checkpoint_paths(target / "checkpoints")
+    saved = int(newest[0].stem.split("-")[1]) if newest else 0
+    message = (f"interrupted ({name}) after epoch {saved}'s checkpoint; rerun the same command to resume"
+               if saved else f"interrupted ({name}) before the first checkpoint; rerun the same command to start again")
+    if RunStore(target).exists:
+        RunStore(target).log(message)
+    click.echo(f"assist: {message}", err=True)
+    return SIGNAL_EXIT.get(name, 130)
 
 
 def check_out(out: Optional[str]) -> None:

@@ -537,3 +537,29 @@ def test_a_checkpoint_copied_in_from_another_run_is_skipped(tmp_path, reference)
         train(config(), out=run)
     assert "resume from epoch 3" in (run / "train.log").read_text()
     assert_identical(run, reference)
+
+
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
+def test_a_signal_ends_a_run_with_where_it_stands_and_the_rerun_says_it_resumed(tmp_path, name, code):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "assist.cli", "train", "--out", str(run), "dataset=synthetic", "model=fcnet16",
+            "epochs=300", "batch_size=2", "num_threads=1"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    while len(RunStore(run).read_metrics()) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(getattr(signal, name))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    lines = [line for line in err.splitlines() if line.startswith("assist:")]
+    assert len(lines) == 1 and "rerun the same command to resume" in lines[0] and "Traceback" not in err, err
+    assert f"interrupted ({name}) after epoch" in (run / "train.log").read_text()
+    saved = int(lines[0].split("after epoch ")[1].split("'")[0])
+    again = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    first = again.stderr.readline()          # the resumed run's first words, before any epoch line
+    again.send_signal(signal.SIGTERM)
+    again.communicate(timeout=60)
+    assert first.startswith(f"[archetype] resuming after epoch {saved} (its checkpoint)"), first

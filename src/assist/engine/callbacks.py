@@ -54,6 +54,11 @@ class ProgressReporter(Callback):
 
     def on_train_start(self, trainer: Any, **info: Any) -> None:
         self.tty = self.stream.isatty()
+        done = int(trainer.state.epoch)
+        if done:   # a resumed run says so, and from where
+            prefix = f"[{self.label}] " if self.label else ""
+            print(f"{prefix}resuming after epoch {done} (its checkpoint); {trainer.config.epochs - done} epoch(s) "
+                  "to go", file=self.stream, flush=True)
 
     def on_epoch_planned(self, trainer: Any, *, epoch: int, plan: Any, **info: Any) -> None:
         if not self.tty:
