@@ -112,6 +112,10 @@ def _train(config: TrainConfig, out: Union[str, Path, None], restart: bool, data
         recorders = [RunRecorder(store), Checkpointer(store.path / "checkpoints", config.checkpoint_every), *trackers]
         trainer = Trainer(config, data, model=model, strategy=strategy, callbacks=[*recorders, *callbacks], group=group)
         epoch = group.first(lambda: resume_trainer(trainer, store.path / "checkpoints") if resume else 0)
+        if epoch and config.num_threads is None and trainer.resumed_threads:
+            import torch
+
+            torch.set_num_threads(int(trainer.resumed_threads))   # as the run started (bit-identical resume)
         if resume:
             store.rewrite_metrics(trainer.state.history if epoch else [])
             if not store.marked:

@@ -563,3 +563,25 @@ def test_a_signal_ends_a_run_with_where_it_stands_and_the_rerun_says_it_resumed(
     again.send_signal(signal.SIGTERM)
     again.communicate(timeout=60)
     assert first.startswith(f"[archetype] resuming after epoch {saved} (its checkpoint)"), first
+
+
+def test_a_resumed_run_trains_with_the_thread_count_it_started_with(tmp_path):
+    """Left to the defaults (num_threads unset), a run killed under 2 threads and resumed in a
+    process of 1 thread (a sweep with fewer runs left than cores) trains on with 2: CPU kernels
+    sum in a thread-dependent order, so this is what keeps the resume bit-identical."""
+    values = {"dataset": "synthetic", "model": "fcnet16", "epochs": 4, "batch_size": 8, "rng_seed": 3}
+
+    class Threads(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, trainer, **info):
+            self.seen.append(torch.get_num_threads())
+
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(values, out=tmp_path / "run", callbacks=[CrashAfter(2)])
+    torch.set_num_threads(1)
+    threads = Threads()
+    train(values, out=tmp_path / "run", callbacks=[threads])
+    assert threads.seen == [2, 2]

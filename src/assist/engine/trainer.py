@@ -92,6 +92,7 @@ class Trainer:
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
         self.lr_per_step = sets_lr_per_step(config)
+        self.resumed_threads: Optional[int] = None   # the thread count of the run this one resumes
         self.unavailable_metrics: set[str] = set()   # GPU readings already warned about (metrics/system.py)
         self.step_seconds = 0.0   # this epoch's time in train_step (per rank under DDP)
 
@@ -302,6 +303,9 @@ class Trainer:
             "generators": {name: g.get_state() for name, g in self.generators.items()},
             **self.step.state_dict(),   # strategy, accumulator, counters, epoch
             "state": dict(vars(self.state)),
+            # the intra-op threads the run trained with: CPU kernels sum in a thread-dependent
+            # order, so a resumed run uses the same count to stay bit-identical (docs/reliability.md)
+            "torch_threads": torch.get_num_threads(),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
@@ -314,6 +318,7 @@ class Trainer:
             self.generators[name].set_state(g_state)
         self.step.load_state_dict(checkpoint, self.device)
         self.state = TrainState(**checkpoint["state"])
+        self.resumed_threads = checkpoint.get("torch_threads")   # applied by the entry point (api.train)
         if self.scaler is not None and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
 
