@@ -291,3 +291,23 @@ def test_selector_under_lightning_ddp_equals_one_device(strategy, launch, tmp_pa
     assert {k: two["stats"][k] for k in exact} == exact and one["stats"]["samples_trained"] > 0
     assert two["optimizer_steps"] == one["optimizer_steps"] > 0
     close_weights(two["weights"], {k: torch.tensor(v) for k, v in one["weights"].items()}, atol=1e-6)
+
+
+def test_the_workers_die_with_a_sigkilled_launcher(tmp_path):
+    """SIGKILL of `assist train --nproc 2` alone (not its process tree): its workers end within
+    seconds instead of training on, and the run's lock is free for the rerun."""
+    victim = launch(tmp_path / "run", 2, *RUN, hold_after=1)
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "run" / "checkpoints" / "epoch-00001.pt").exists():
+        assert victim.poll() is None, victim.stdout.read()
+        assert time.monotonic() < deadline, "the two-process run never finished its first epoch"
+        time.sleep(0.05)
+    workers = psutil.Process(victim.pid).children(recursive=True)
+    assert len([w for w in workers if "assist" in " ".join(w.cmdline())]) >= 2
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, [w.cmdline() for w in alive]
+    from assist.experiments.locks import lock_holder
+
+    assert lock_holder(tmp_path / "run" / ".assist.lock") is None

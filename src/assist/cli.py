@@ -63,7 +63,10 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
           overrides: tuple[str, ...]) -> None:
     from assist.api import run_name, train as train_run
     from assist.engine.callbacks import ProgressReporter
+    from assist.launch import watch_launcher
     from assist.tracking import RunFinished
+
+    watch_launcher()   # an --nproc worker dies with its launcher, even a SIGKILLed one
     from assist.validation import validate_run
 
     config = validate_run(resolve_values(config_file, overrides))

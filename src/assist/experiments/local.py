@@ -20,12 +20,12 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Optional
 
+from assist.launch import exit_with
 from assist.experiments.runner import Outcome, RunTask, run_task
 
 
@@ -59,16 +59,6 @@ def _preload() -> list[str]:
     return PRELOAD + [name for name in loaded if name not in PRELOAD]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _die_with_parent(sweep_pid: int) -> None:
     try:
         import ctypes
@@ -77,15 +67,7 @@ def _die_with_parent(sweep_pid: int) -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with its parent (the forkserver)
     except (OSError, AttributeError):
         pass
-
-    def watchdog() -> None:
-        while _alive(sweep_pid):
-            time.sleep(1.0)
-        os._exit(1)
-
-    if not _alive(sweep_pid):
-        os._exit(1)
-    threading.Thread(target=watchdog, daemon=True).start()
+    exit_with(sweep_pid)
 
 
 def _worker_main(conn: Connection, sweep_pid: int, threads: int) -> None:
