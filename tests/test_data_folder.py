@@ -346,3 +346,27 @@ def test_a_fifo_or_a_dangling_link_in_a_folder_is_one_line_not_a_hang(tmp_path, 
     with pytest.raises(DataError, match="not a regular file" if kind == "fifo" else "a link to nothing") as error:
         load_dataset(f"folder:{root}")
     assert "train/cat/99.png" in str(error.value)
+
+
+def test_pixel_bombs_are_refused_from_their_headers_before_decoding(tmp_path, monkeypatch):
+    """A small file that decodes to a huge image, or a set that decodes to more bytes than
+    allowed, is one line naming the file or the limit, and nothing is decoded."""
+    import resource
+
+    root = tmp_path / "data"
+    make_tree(root)
+    Image.new("1", (6000, 6000)).save(root / "train" / "cat" / "99.png")          # 36 MP in a few KB
+    assert (root / "train" / "cat" / "99.png").stat().st_size < 100_000
+    _refuse_to_decode(monkeypatch)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match=r"train/cat/99.png: 6000x6000 is 36,000,000 pixels, over the limit of "
+                                        r"16,777,216 per image \(ASSIST_MAX_IMAGE_PIXELS\)"):
+        load_dataset(f"folder:{root}")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000      # KiB: nothing decoded
+    (root / "train" / "cat" / "99.png").unlink()
+    monkeypatch.setenv("ASSIST_MAX_DATASET_BYTES", "300")                            # 5x6x3 = 90 bytes each
+    with pytest.raises(DataError, match="decode to more than 300 bytes .*ASSIST_MAX_DATASET_BYTES"):
+        load_dataset(f"folder:{root}")
+    monkeypatch.setenv("ASSIST_MAX_IMAGE_PIXELS", "many")
+    with pytest.raises(DataError, match="ASSIST_MAX_IMAGE_PIXELS='many' is not a whole number"):
+        load_dataset(f"folder:{root}")

@@ -28,9 +28,40 @@ CHUNK = 2048
 PROGRESS_FROM = 1000  # images; smaller sets decode in well under a second
 
 
+def pixel_limits() -> tuple[int, int]:
+    """(pixels one image may have, bytes a whole decoded data set may take), from
+    ``ASSIST_MAX_IMAGE_PIXELS`` and ``ASSIST_MAX_DATASET_BYTES`` (defaults: 4096 x 4096, 8 GiB)."""
+    values = []
+    for name, default in (("ASSIST_MAX_IMAGE_PIXELS", 4096 * 4096), ("ASSIST_MAX_DATASET_BYTES", 8 << 30)):
+        text = os.environ.get(name, "")
+        try:
+            values.append(int(text) if text.strip() else default)
+        except ValueError:
+            raise DataError(f"{name}={text!r} is not a whole number") from None
+    return values[0], values[1]
+
+
+def _open(source: Source) -> Image.Image:
+    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def image_bytes(source: Source, limit: int) -> int:
+    """The bytes an image will take decoded (``H x W x channels``), read from its header
+    alone; ValueError when it has more than ``limit`` pixels (a decompression bomb)."""
+    with _open(source) as image:
+        width, height = image.size
+        if width * height > limit:
+            raise ValueError(f"{width}x{height} is {width * height:,} pixels, over the limit of {limit:,} per "
+                             "image (ASSIST_MAX_IMAGE_PIXELS)")
+        return width * height * (1 if image.mode in GRAY_MODES else 3)
+
+
 def decode_image(source: Source) -> np.ndarray:
     """One image as uint8 ``(H, W)`` or ``(H, W, 3)``; raises on anything unreadable."""
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+    with _open(source) as image:
+        width, height, limit = *image.size, pixel_limits()[0]
+        if width * height > limit:   # checked from the header, before decoding
+            raise ValueError(f"{width}x{height} is over the limit of {limit:,} pixels per image")
         image.load()
         if image.mode.startswith("I;16"):
             return (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)  # keep the top 8 bits
@@ -74,6 +105,7 @@ def decode_all(items: Sequence[tuple[str, Source]], where: str) -> np.ndarray:
     """
     from tqdm.auto import tqdm
 
+    _check_sizes(items, where)
     chunk = CHUNK if len(items) >= 4 * CHUNK else max(1, len(items) // 8)  # a moving bar for mid-sized sets
     chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     workers = _workers(len(items))
@@ -98,6 +130,23 @@ def decode_all(items: Sequence[tuple[str, Source]], where: str) -> np.ndarray:
             raise DataError(f"{where}: cannot decode image {name}: {reason}")
         arrays.extend(result)
     return _stack(arrays, [name for name, _ in items], where)
+
+
+def _check_sizes(items: Sequence[tuple[str, Source]], where: str) -> None:
+    """Every image's size from its header, before anything is decoded: one over the per-image
+    limit, or a set over the per-data-set limit, is refused naming the file or the total."""
+    per_image, per_set = pixel_limits()
+    total = 0
+    for name, source in items:
+        try:
+            total += image_bytes(source, per_image)
+        except ValueError as error:
+            raise DataError(f"{where}: image {name}: {error}") from None
+        except Exception:  # noqa: BLE001 - an unreadable header: the decode below names the file
+            continue
+        if total > per_set:
+            raise DataError(f"{where}: the images decode to more than {per_set:,} bytes (reached at {name}; "
+                            "the limit is ASSIST_MAX_DATASET_BYTES)")
 
 
 def _stack(arrays: list[np.ndarray], names: list[str], where: str) -> np.ndarray:
