@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -263,6 +264,28 @@ def main(argv: Optional[list[str]] = None) -> None:
             click.echo(f"assist: error: {line}", err=True)
         # a full disk (quota, read-only) is not the input's fault: exit 1, the last good state kept
         sys.exit(code)
+    except (MemoryError, RuntimeError) as error:
+        what = out_of_memory(error)
+        if what is None or os.environ.get("ASSIST_DEBUG"):
+            raise
+        if main_process():
+            click.echo(f"assist: error: out of memory ({what}); the last checkpoint is intact: rerun the same "
+                       "command with more memory, or a smaller batch_size or eval_batch_size", err=True)
+        sys.exit(1)
+
+
+def out_of_memory(error: BaseException) -> Optional[str]:
+    """What could not be allocated, when ``error`` is running out of memory (Python's
+    MemoryError, torch's CPU or CUDA allocator failing); None for any other error."""
+    text = str(error).strip()
+    if isinstance(error, MemoryError):
+        return text.splitlines()[0][:200] if text else "an allocation failed"
+    found = re.search(r"(?:can't allocate memory: )?you tried to allocate (\d+) bytes", text)
+    if found:
+        return f"{int(found.group(1)):,} bytes could not be allocated"
+    if "CUDA out of memory" in text or "DefaultCPUAllocator" in text:
+        return text.splitlines()[0][:200]
+    return None
 
 
 if __name__ == "__main__":

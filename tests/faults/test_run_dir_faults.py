@@ -585,3 +585,27 @@ def test_a_resumed_run_trains_with_the_thread_count_it_started_with(tmp_path):
     threads = Threads()
     train(values, out=tmp_path / "run", callbacks=[threads])
     assert threads.seen == [2, 2]
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError("Unable to allocate 7.45 GiB for an array with shape (1000000000,)"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 8000000000 bytes. Error code 12 (Cannot allocate memory)"),
+], ids=["numpy", "torch"])
+def test_out_of_memory_is_one_line_and_the_run_resumes(tmp_path, capsys, monkeypatch, reference, error):
+    run = crashed_run(tmp_path / "run", epoch=2)
+    from assist.engine.trainer import Trainer
+
+    def starved(self, *args, **kwargs):
+        raise error
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "run_epoch", starved)
+        code, err = cli(["train", "--out", str(run), *ARGS], capsys)
+    assert code == 1
+    line = one_line(err)
+    assert line.startswith("assist: error: out of memory (") and "the last checkpoint is intact" in line
+    assert ("8,000,000,000 bytes could not be allocated" in line) == isinstance(error, RuntimeError)
+    code, err = cli(["train", "--out", str(run), *ARGS], capsys)
+    assert code == 0, err
+    assert_identical(run, reference)
