@@ -368,3 +368,15 @@ def test_an_empty_out_is_refused_not_taken_for_the_default(tmp_path, capsys, com
         main([*args, "--out", ""])
     assert stop.value.code == 2 and "--out: the path is empty" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_grid_of_a_million_runs_is_refused_before_it_is_expanded(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("base: {dataset: synthetic, model: fcnet16}\n"
+                    f"grid: {{rng_seed: {list(range(1000))}, epochs: {list(range(1, 1001))}}}\n")
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", str(spec), "--dry-run"])
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "the grid expands to 1,000,000 runs (before twins), over the 10,000" in err

@@ -9,6 +9,7 @@ that vary in the sweep, readably, in front of the hash.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -32,6 +33,9 @@ class PlannedRun:
     def manifest_entry(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "experiments": self.experiments,
                 "twin_id": self.twin_id, "strategy": self.config.strategy, "rng_seed": self.config.rng_seed}
+
+
+MAX_PLANNED = 10_000   # runs of one sweep; a grid beyond this is a typo more often than a plan
 
 
 def _product(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -62,6 +66,11 @@ def expand(spec: SweepSpec, source: str = "spec") -> list[PlannedRun]:
     """All runs of the sweep in a stable order (each strategic run followed by its twin, if new)."""
     experiments = {name: params or {} for name, params in spec.experiments.items()} or {"": {}}
     seeds: list[Optional[int]] = list(spec.seeds) if spec.seeds is not None else [None]
+    count = math.prod(len(v) for v in spec.grid.values()) * len(seeds) * sum(
+        math.prod(len(v) for v in params.values() if isinstance(v, list)) for params in experiments.values())
+    if count > MAX_PLANNED:   # counted before anything is expanded or validated
+        raise SpecError(f"{source}: the grid expands to {count:,} runs (before twins), over the {MAX_PLANNED:,} "
+                        "a sweep may plan; split it into several specs")
     runs: dict[str, PlannedRun] = {}
 
     def add(config: TrainConfig, experiment: str, twin_id: Optional[str] = None) -> None:
