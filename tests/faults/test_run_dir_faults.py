@@ -609,3 +609,24 @@ def test_out_of_memory_is_one_line_and_the_run_resumes(tmp_path, capsys, monkeyp
     code, err = cli(["train", "--out", str(run), *ARGS], capsys)
     assert code == 0, err
     assert_identical(run, reference)
+
+
+@pytest.mark.parametrize("name, kind", [("checkpoints", "file"), ("metrics.jsonl", "dir"), (".assist.lock", "dir"),
+                                        ("config.yaml", "dir")])
+def test_an_entry_of_the_wrong_type_is_one_line_and_nothing_is_touched(tmp_path, capsys, name, kind):
+    run = crashed_run(tmp_path / "run")
+    target = run / name
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    if kind == "file":
+        target.write_text("not a folder")
+    else:
+        target.mkdir()
+    before = {p.relative_to(run).as_posix(): (p.read_bytes() if p.is_file() else None) for p in run.rglob("*")}
+    code, err = cli(["train", "--out", str(run), *ARGS], capsys)
+    assert code == 2
+    line = one_line(err)
+    assert name in line and "nothing was changed" in line
+    assert {p.relative_to(run).as_posix(): (p.read_bytes() if p.is_file() else None) for p in run.rglob("*")} == before

@@ -165,8 +165,24 @@ class RunStore:
         return lock
 
     # -- writing
+    def check_types(self) -> None:
+        """Refuse a run directory whose entries have the wrong type (``checkpoints`` a file,
+        ``metrics.jsonl`` or the lock a directory, ...), naming it, before anything is touched."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"output directory {str(self.path)!r} is a file; choose another --out")
+        for name in (self.MARKER, self.CONFIG, self.METRICS, self.SUMMARY, self.LOG, self.LOCK):
+            target = self.path / name
+            if target.exists() and not target.is_file():
+                raise RunDirError(f"run directory {str(self.path)!r}: {name} is not a regular file; nothing was "
+                                  "changed (move it away, or choose another --out)")
+        checkpoints = self.path / "checkpoints"
+        if checkpoints.exists() and not checkpoints.is_dir():
+            raise RunDirError(f"run directory {str(self.path)!r}: checkpoints is not a directory; nothing was "
+                              "changed (move it away, or choose another --out)")
+
     def check_usable(self, *, restart: bool) -> None:
         """Refuse, before anything is written, a directory this run may not use."""
+        self.check_types()
         if not self.contents():
             return
         if not self.is_run():
