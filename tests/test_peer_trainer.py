@@ -213,8 +213,20 @@ def test_rho_loss_retrains_over_an_unreadable_cache(toy_data, tmp_path, monkeypa
     first.fit()
     (entry,) = (tmp_path / "cache" / "rho_loss").glob("*.pt")
     entry.write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="unreadable IL cache"):
+    with pytest.warns(UserWarning, match="unusable IL cache"):
         second = Trainer(config, toy_data)
         second.fit()
     assert not second.strategy.il_cached and torch.equal(second.strategy.irreducible, first.strategy.irreducible)
     assert torch.load(entry, weights_only=True)["irreducible"].shape == (toy_data.num_train,)
+    # a readable file of the wrong structure or length is not trusted either: rebuilt
+    good = torch.load(entry, weights_only=True)
+    broken = {"a cache of the wrong length": {**good, "irreducible": good["irreducible"][:-1]},
+              "holdout indices out of range": {**good, "holdout": good["holdout"] + toy_data.num_train},
+              "a foreign structure": {"weights": torch.zeros(3)}}
+    for case, content in broken.items():
+        torch.save(content, entry)
+        with pytest.warns(UserWarning, match="unusable IL cache"):
+            third = Trainer(config, toy_data)
+            third.fit()
+        assert not third.strategy.il_cached, case
+        assert torch.equal(third.strategy.irreducible, first.strategy.irreducible), case

@@ -96,6 +96,25 @@ def cache_path(data, options: RhoLossOptions, setup: RunSetup) -> Optional[Path]
     return root / "rho_loss" / f"{safe}-{cache_key(data, options, setup)}.pt"
 
 
+def il_cache_problem(result: Any, num_samples: int) -> Optional[str]:
+    """Why a loaded irreducible-loss cache cannot be used for a training set of
+    ``num_samples``, or None: it must hold one finite loss per sample, holdout indices inside
+    the set, and the cost counts."""
+    if not isinstance(result, dict) or not {"irreducible", "holdout", "cost"} <= set(result):
+        return "not an irreducible-loss cache (it lacks irreducible, holdout or cost)"
+    losses, holdout, cost = result["irreducible"], result["holdout"], result["cost"]
+    if not isinstance(losses, torch.Tensor) or losses.shape != (num_samples,) or not losses.is_floating_point():
+        return f"its losses are not {num_samples} numbers"
+    if not bool(torch.isfinite(losses).all()):
+        return "its losses are not all finite"
+    if not isinstance(holdout, torch.Tensor) or holdout.dim() != 1 or holdout.dtype != torch.long or (
+            holdout.numel() and (int(holdout.min()) < 0 or int(holdout.max()) >= num_samples)):
+        return "its holdout indices do not fit the training set"
+    if not isinstance(cost, dict) or not {"samples_trained", "samples_scored", "seconds"} <= set(cost):
+        return "its cost counts are missing"
+    return None
+
+
 @register_strategy
 class RhoLoss(Strategy):
     name = "rho_loss"
@@ -128,9 +147,15 @@ class RhoLoss(Strategy):
         result, self.il_cached = None, False
         if path is not None and path.is_file():
             try:
-                result, self.il_cached = torch.load(path, weights_only=True), True
-            except Exception as error:  # a truncated or foreign file: retrain and overwrite it
-                warnings.warn(f"rho_loss: ignoring unreadable IL cache {path}: {error}")
+                result = torch.load(path, weights_only=True)
+                problem = il_cache_problem(result, ctx.num_samples)
+                if problem:
+                    raise ValueError(problem)
+                self.il_cached = True
+            except Exception as error:  # a truncated, foreign or wrong-shaped file: retrain and overwrite it
+                result = None
+                warnings.warn(f"rho_loss: ignoring unusable IL cache {path} ({error}); training the "
+                              "irreducible-loss model again")
         if result is None:
             holdout = split_holdout(ctx.num_samples, self.options.holdout,
                                     generator(self.setup.rng_seed, Stream.HOLDOUT))
