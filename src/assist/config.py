@@ -380,6 +380,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         if "nested too deeply" in str(error):
             raise ConfigError(f"{key}: the value is nested too deeply") from None
         value = raw
+    if isinstance(value, dict) and len(value) == 1 and raw.strip().endswith(":") and None in value.values():
+        value = raw.strip()   # `dataset=folder:` is the text "folder:", not a mapping {folder: null}
     return key, value
 
 

@@ -265,6 +265,7 @@ BAD_INPUTS = [
     (["=3"], "="), (["device=tpu"], "tpu"), (["trackers=[nope]"], "nope"), (["lr_scheduler=sine"], "sine"),
     (["label_smoothing=1.5"], "label_smoothing"), (["dataset=folder:/no/such/dir"], "/no/such/dir"),
     (["--config", "/no/such.yaml"], "/no/such.yaml"), (["--config", "/"], "is a directory"),
+    (["dataset=folder:"], "folder:PATH"), (["dataset=folder: "], "folder:PATH"),
 ]
 
 

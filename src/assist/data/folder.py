@@ -117,6 +117,8 @@ def _list_directory(root: Path) -> tuple[dict[Parts, Source], set[Parts], str]:
 
 
 def _resolve(path_text: str, data_dir: Path) -> Path:
+    if not path_text.strip():
+        raise DataError("dataset=folder: names no folder or archive; write dataset=folder:PATH")
     path = Path(path_text).expanduser()
     if not path.exists() and not path.is_absolute() and (data_dir / path).exists():
         path = data_dir / path  # relative names are looked up in the data directory too
