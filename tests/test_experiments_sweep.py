@@ -69,7 +69,7 @@ def test_local_sweep_skips_done_resumes_unfinished_and_survives_a_failed_run(tmp
     assert len(failed) == 1 and "non-finite loss at epoch 1, step" in failed[0].reason
     assert [o.status for o in report.problems] == ["failed"]
     assert any("not started: 1 done" in line for line in lines)
-    assert (out / "logs" / f"{epochwise.name}.log").read_text().count("resume from epoch 1") == 1
+    assert (out / "logs" / f"{epochwise.name}.log").read_text().count("resuming after epoch 1 (its checkpoint)") == 1
 
     # the resumed run equals an uninterrupted one
     reference = train(epochwise.config).history
@@ -158,3 +158,32 @@ def test_dry_run_names_every_bad_run_and_key(tmp_path: Path, capsys):
     assert sum("experiment 'idle'" in line and "filter='soft': no effect for strategy 'infobatch'" in line
                for line in lines) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_speaks_in_its_own_terms_and_claims_no_resume_it_did_not_make(tmp_path):
+    """A run whose only checkpoint is corrupt is reported without a "resumed from epoch"
+    claim, and with the sweep's way to start it over (assist sweep has no --restart)."""
+    from assist.experiments.runner import for_sweeps
+
+    assert "assist sweep has no --restart" in for_sweeps("... pass --restart to start the run over")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("base: {dataset: synthetic, model: fcnet16, epochs: 3, batch_size: 8, num_threads: 1}\n")
+    plan = plan_sweep(spec, tmp_path / "out")
+    run = plan.runs[0]
+    path = tmp_path / "out" / run.name
+
+    class Crash(Callback):
+        def on_epoch_end(self, trainer, *, epoch, **info):
+            if epoch == 1:
+                raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        train(run.config, out=path, callbacks=[Crash()])
+    (checkpoint,) = (path / "checkpoints").glob("epoch-*.pt")
+    checkpoint.write_bytes(b"damaged")
+    lines: list[str] = []
+    report = run_sweep(plan, workers=1, echo=lines.append)
+    (outcome,) = report.outcomes
+    assert outcome.status == "error" and outcome.resumed_from is None
+    assert "no usable checkpoint" in outcome.reason and "assist sweep has no --restart" in outcome.reason
+    assert not any("resumed from epoch" in line for line in lines), lines

@@ -34,6 +34,7 @@ class RunResult:
     state: TrainState
     summary: dict[str, Any]
     path: Optional[Path]
+    resumed_from: int = 0   # the epoch of the checkpoint the run resumed from (0: it started afresh)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -125,7 +126,7 @@ def _train(config: TrainConfig, out: Union[str, Path, None], restart: bool, data
         state = trainer.fit()
     finally:
         lock.release()
-    return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path)
+    return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path, resumed_from=epoch)
 
 
 def _open_store(store: RunStore, config: TrainConfig, restart: bool):

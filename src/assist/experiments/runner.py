@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 import traceback
@@ -121,7 +122,7 @@ def _decide(task: RunTask, sweep: Any) -> Outcome | tuple[Path, bool]:
     try:
         summary = store.read_summary()
     except RunDirError as error:
-        return Outcome(task.run_id, path.name, "broken", str(error))
+        return Outcome(task.run_id, path.name, "broken", for_sweeps(str(error)))
     if summary is not None:
         if summary.get("status") == "completed" or not task.retry_failed:
             return Outcome(task.run_id, path.name, "skipped", f"already {summary.get('status')}",
@@ -130,7 +131,7 @@ def _decide(task: RunTask, sweep: Any) -> Outcome | tuple[Path, bool]:
     try:
         store.recover_config()  # lost its config.yaml: rebuilt from a checkpoint, never cleared
     except RunDirError as error:
-        return Outcome(task.run_id, path.name, "broken", str(error))
+        return Outcome(task.run_id, path.name, "broken", for_sweeps(str(error)))
     return path, False
 
 
@@ -160,26 +161,27 @@ def _train(task: RunTask, path: Path, restart: bool, group: Any = None) -> Outco
     from assist.api import train
     from assist.validation import validate_run
     from assist.engine.callbacks import ProgressReporter
-    from assist.engine.checkpoint import checkpoint_paths
 
     started = time.perf_counter()
     store = RunStore(path)
-    resumed_from = None
-    if store.exists and not restart:  # the newest checkpoint's epoch (api.train loads it)
-        newest = checkpoint_paths(path / "checkpoints")
-        resumed_from = int(newest[0].stem.split("-")[1]) if newest else 0
+    # the epoch it resumes from is the newest checkpoint that proves usable, known after loading
     print(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {task.name} pid {os.getpid()} "
-          + ("restart" if restart else f"resume from epoch {resumed_from}" if resumed_from is not None else "start"),
-          flush=True)
+          + ("restart" if restart else "resume" if store.exists else "start"), flush=True)
     try:
         config = validate_run(task.config)
         result = train(config, out=path, restart=restart, data=_cached_data(config),
                        callbacks=[ProgressReporter(stream=sys.stderr, label=task.name)], group=group)
     except Exception as error:  # noqa: BLE001 - a broken run is reported, the sweep goes on
         traceback.print_exc()
-        return Outcome(task.run_id, path.name, "error", f"{type(error).__name__}: {error}",
-                       resumed_from=resumed_from, seconds=time.perf_counter() - started)
+        return Outcome(task.run_id, path.name, "error", for_sweeps(f"{type(error).__name__}: {error}"),
+                       seconds=time.perf_counter() - started)
     summary = result.summary
     print(f"=== end: {summary['status']}" + (f" ({summary['reason']})" if summary["reason"] else ""), flush=True)
     return Outcome(task.run_id, path.name, summary["status"], summary["reason"], summary["epochs_completed"],
-                   resumed_from, time.perf_counter() - started)
+                   result.resumed_from or None, time.perf_counter() - started)
+
+
+def for_sweeps(message: str) -> str:
+    """A run directory's advice in sweep terms: assist sweep has no --restart."""
+    return re.sub(r"pass --restart to start (?:the run |it )?over", "remove the run's directory to start it over "
+                  "(assist sweep has no --restart; --retry-failed restarts failed runs)", message)
