@@ -232,9 +232,9 @@ def check_out(out: Optional[str]) -> None:
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                      file: Any = None, line: Optional[str] = None) -> None:
+                      line: Optional[str] = None) -> str:
     """A warning as the CLI's one line (Python's default adds the file and the source line)."""
-    click.echo(f"assist: warning: {message}", err=True)
+    return f"assist: warning: {message}\n"
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -243,10 +243,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     from assist.files import StorageError
     from assist.tracking import RunDirError
 
+    formatter = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning   # a format, not a display: pytest.warns still records
     try:
-        with warnings.catch_warnings():   # restores the hook when main returns (tests call it in-process)
-            warnings.showwarning = _one_line_warning
-            cli.main(args=argv, prog_name="assist", standalone_mode=False)
+        cli.main(args=argv, prog_name="assist", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -272,6 +272,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             click.echo(f"assist: error: out of memory ({what}); the last checkpoint is intact: rerun the same "
                        "command with more memory, or a smaller batch_size or eval_batch_size", err=True)
         sys.exit(1)
+    finally:
+        warnings.formatwarning = formatter   # tests call main in-process
 
 
 def out_of_memory(error: BaseException) -> Optional[str]:
