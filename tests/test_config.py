@@ -2,7 +2,9 @@
 
 import pytest
 
-from assist.config import ConfigError, TrainConfig, apply_overrides
+from assist.config import ConfigError, apply_overrides
+from assist.strategies import build_strategy
+from assist.strategies.filtering import BatchwiseParams
 from assist.api import make_config
 from assist.validation import twin_config
 
@@ -53,9 +55,9 @@ def test_overrides_are_typed_from_yaml():
 
 
 def test_gamma_defaults_follow_the_scheduler():
-    assert make_config({"lr_scheduler": "exponential"}).resolved_gamma == 0.995
-    assert make_config({"lr_scheduler": "multistep"}).resolved_gamma == 0.1
-    assert make_config({"lr_scheduler": "multistep", "gamma": 0.5}).resolved_gamma == 0.5
+    assert make_config({"lr_scheduler": "exponential"}).config.resolved_gamma == 0.995
+    assert make_config({"lr_scheduler": "multistep"}).config.resolved_gamma == 0.1
+    assert make_config({"lr_scheduler": "multistep", "gamma": 0.5}).config.resolved_gamma == 0.5
 
 
 def test_twin_resets_strategy_keys_only():
@@ -63,13 +65,14 @@ def test_twin_resets_strategy_keys_only():
                           "rng_seed": 7, "accumulation_batch_size": 48})
     twin = twin_config(config)
     assert twin.strategy == "archetype" and not twin.batch_filtering
-    assert twin.filter == TrainConfig.model_fields["filter"].default
+    assert twin.filter == BatchwiseParams.model_fields["filter"].default
     assert (twin.batch_size, twin.rng_seed) == (12, 7)
 
 
 def test_accumulation_batch_size_defaults_to_batch_size():
-    assert make_config({"batch_size": 20}).raw_batch_size == 20
-    assert make_config({"batch_size": 20, "accumulation_batch_size": 50, "batch_filtering": True}).raw_batch_size == 50
+    assert build_strategy(make_config({"batch_size": 20, "batch_filtering": True})).raw_batch_size() == 20
+    run = make_config({"batch_size": 20, "accumulation_batch_size": 50, "batch_filtering": True})
+    assert build_strategy(run).raw_batch_size() == 50
 
 
 def test_archetype_configs_are_canonical():

@@ -128,11 +128,8 @@ class SelectionStep:
         self.epoch = 0
         self.epoch_accepted: list[torch.Tensor] = []   # indices trained this epoch (non-accumulating filters)
         self.open_raw_batches = 0   # raw batches the batch now gathering has consumed (across epochs)
-        self.memory: Optional[ScoreMemory] = None   # score_every > 1: recorded logits (engine/score_memory.py)
-        if score_every > 1:
-            if num_classes is None:
-                raise ValueError("score_every needs num_classes (the width of the recorded logits)")
-            self.memory = ScoreMemory(num_samples, num_classes, score_every)
+        # score_every > 1: recorded logits (engine/score_memory.py)
+        self.memory = ScoreMemory(num_samples, score_every) if score_every > 1 else None
 
     # ------------------------------------------------------------------ the epoch
     def plan(self, epoch: int) -> torch.Tensor:

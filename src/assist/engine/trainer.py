@@ -15,7 +15,6 @@ from typing import Any, Iterable, Optional
 import torch
 import torch.nn.functional as F
 
-from assist.config import TrainConfig, make_config
 from assist.data.augment import index_params
 from assist.data.base import ImageDataset
 from assist.data.pipeline import BatchPipeline, resolve_augmentation
@@ -29,7 +28,7 @@ from assist.events import Callback, Event
 from assist.metrics import loss_statistics, system_metrics
 from assist.models import build_model
 from assist.rng import Stream, generator
-from assist.strategies import ReferenceResult, ReferenceSpec, Strategy, build_strategy
+from assist.strategies import ReferenceResult, ReferenceSpec, ResolvedRun, Strategy, build_strategy, resolve_run
 
 #: the run's generators, by name in checkpoints
 GENERATORS = {"shuffle": Stream.SHUFFLE, "augment": Stream.AUGMENT, "select": Stream.SELECT,
@@ -54,10 +53,12 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, data: ImageDataset, *, model: Optional[torch.nn.Module] = None,
+    def __init__(self, run: ResolvedRun, data: ImageDataset, *, model: Optional[torch.nn.Module] = None,
                  strategy: Optional[Strategy] = None, callbacks: Iterable[Callback] = (),
                  evaluate: bool = True, group: Optional[Group] = None) -> None:
-        self.config = config
+        """``run``: a resolved run (``assist.validation.validate_run``), taken as it is."""
+        self.run = run
+        self.config = config = run.config   # the run's own keys
         self.data = data
         self.group = group or Group()   # one process, or this rank of a DDP run (engine/distributed.py)
         self.device = self.group.device(config.device)
@@ -68,7 +69,7 @@ class Trainer:
         wrap = (lambda m: self.group.wrap(m, self.device)) if self.group.active else None
         self.runtime = Runtime.build(config, self.model, self.device, wrap)  # precision, NHWC, compile, DDP
         self.scaler = self.runtime.scaler()
-        self.strategy = strategy or build_strategy(config)
+        self.strategy = strategy or build_strategy(run)
         self.callbacks = list(callbacks)
         self.evaluate_epochs = evaluate  # False: no per-epoch evaluation (reference models)
         self.augmentation = resolve_augmentation(config.data_augmentation, config.augmentation_recipe, data)
@@ -124,7 +125,7 @@ class Trainer:
         self.step_seconds = 0.0
         self.group.take_comm_s()
         self.emit(Event.EPOCH_START, epoch=epoch)
-        if self.config.epoch_filter_augmentation == "replay" and self.augmentation != "none":
+        if self.strategy.needs().replay_view and self.augmentation != "none":
             # one augmentation draw per sample for the whole epoch, shared by scoring and training
             self.replay_params = self.train_data.sample_params(self.data.num_train, self.generators["augment"])
         plan = self.step.plan(epoch)
@@ -290,7 +291,7 @@ class Trainer:
         """Everything needed to continue bit-for-bit from an epoch boundary, in plain types
         and tensors only (loadable with ``torch.load(weights_only=True)``)."""
         return {
-            "config": self.config.model_dump(mode="json"),
+            "config": self.run.flat(mode="json"),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -349,11 +350,11 @@ def fit_reference(data: ImageDataset, spec: ReferenceSpec, *, device: str, eval_
     subset = ImageDataset(f"{data.name}[reference]", data.train_images[held], data.train_labels[held],
                           data.test_images[:0], data.test_labels[:0], data.num_classes, data.mean, data.std,
                           data.classes, "none")
-    config = make_config({"dataset": data.name, "model": spec.model, "epochs": spec.epochs,
+    run = resolve_run({"dataset": data.name, "model": spec.model, "epochs": spec.epochs,
                           "batch_size": spec.batch_size, "optimizer": "adamw", "learning_rate": spec.learning_rate,
                           "weight_decay": spec.weight_decay, "rng_seed": spec.seed, "data_augmentation": False,
                           "device": device, "eval_batch_size": eval_batch_size})
-    trainer = Trainer(config, subset, evaluate=False)
+    trainer = Trainer(run, subset, evaluate=False)
     state = trainer.fit()
     everything = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std, device=trainer.device)
     losses, _ = per_sample_losses(trainer.model, everything, None, eval_batch_size)

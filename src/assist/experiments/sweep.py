@@ -81,7 +81,7 @@ def check_models_fit(plan: SweepPlan, echo: Callable[[str], None] = print) -> No
         checked.add((data_key, c.model))
         if data_key not in loaded:
             try:
-                loaded[data_key] = load_data(c.model_copy(update={"samples_per_class": None}))
+                loaded[data_key] = load_data(c.config.model_copy(update={"samples_per_class": None}))
             except DataError as error:
                 echo(f"warning: cannot check data set {c.dataset!r} here ({error}); checking at run time")
                 loaded[data_key] = None

@@ -38,8 +38,9 @@ from assist.validation import validate_run
 
 
 def option_keys() -> frozenset[str]:
-    """Config keys a Selector accepts as options: what shapes the strategy, nothing about the run."""
-    return frozenset(strategy_keys()) - {"strategy"} | {"eval_batch_size"}
+    """Config keys a Selector accepts as options: what shapes the strategy, and the two run keys
+    its step reads (the scoring chunk size, how often scores are renewed); nothing else of the run."""
+    return frozenset(strategy_keys()) - {"strategy"} | {"eval_batch_size", "score_every"}
 
 
 class Selector:
@@ -78,7 +79,7 @@ class Selector:
             self.strategy, num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
             fetch=self._fetch, eval_batch_size=self.config.eval_batch_size, model=model, score_fn=score_fn,
-            labels=labels, data=data, train_reference=reference,
+            labels=labels, data=data, train_reference=reference, score_every=self.config.config.score_every,
             model_hint=": pass it as Selector(..., model=model) or selector.batches(loader, model)",
             group=self.group)
         self.pending: deque[TrainBatch] = deque()  # ready batches not yet handed out (step())
@@ -284,10 +285,9 @@ class Selector:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue from an epoch boundary (save it with your checkpoint)."""
-        core = self.core.state_dict()
-        return {"epoch": self.epoch, "epoch_open": self.epoch_open, "planned_length": self.planned_length,
+        return {**self.core.state_dict(),   # strategy, accumulator, counters, epoch, open batch, score memory
+                "epoch": self.epoch, "epoch_open": self.epoch_open, "planned_length": self.planned_length,
                 "generators": {name: g.get_state() for name, g in self.generators.items()},
-                "strategy": core["strategy"], "accumulator": core["accumulator"], "counters": core["counters"],
                 "stop_reason": self.stop_reason, "pending": [batch._asdict() for batch in self.pending]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -295,6 +295,5 @@ class Selector:
         self.planned_length, self.stop_reason = int(state["planned_length"]), state["stop_reason"]
         for name, g_state in state["generators"].items():
             self.generators[name].set_state(g_state)
-        self.core.load_state_dict({"strategy": state["strategy"], "accumulator": state["accumulator"],
-                                   "counters": state["counters"], "epoch": self.epoch}, self._model_device())
+        self.core.load_state_dict(state, self._model_device())
         self.pending = deque(TrainBatch(**batch) for batch in state["pending"])

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from assist.config import with_added_defaults
+from assist.strategies.resolve import with_added_defaults
 from assist.metrics.collapse import is_collapsed, num_classes_of
 from assist.report.keys import canonical, strategy_labels, strategy_name
 

@@ -21,9 +21,9 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 
-from assist.strategies import register_strategy
 from assist.strategies.base import RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import StrategyOptions, StrategyParams, peer_options
+from assist.strategies.registry import register_strategy
 
 INITIAL_SCORE = 3.0  # any constant works: equal scores mean nothing is below the mean
 
@@ -58,14 +58,17 @@ def prunes_in_epoch(epoch: int, epochs: int, delta: float) -> bool:
     return epoch - 1 < delta * epochs - 1e-9
 
 
+class InfoBatchParams(StrategyParams):
+    strategy_options: InfoBatchOptions = peer_options(InfoBatchOptions)
+
+
 @register_strategy
 class InfoBatch(Strategy):
     name = "infobatch"
-    Params = params_schema("InfoBatchParams", (), options=InfoBatchOptions)
+    Params = InfoBatchParams
 
     def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.options: InfoBatchOptions = params.strategy_options
         self.scores: Optional[torch.Tensor] = None
         self.weights: Optional[torch.Tensor] = None  # this epoch's loss weights; None: all 1
         self.pruned = 0

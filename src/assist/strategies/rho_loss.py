@@ -29,10 +29,10 @@ from pydantic import Field
 
 from assist.rng import Stream, derive_seed, generator
 from assist.selection import resolve_count, top_k
-from assist.strategies import register_strategy
 from assist.strategies.base import (LoopNeeds, RawBatch, ReferenceSpec, RunSetup, Scores, Selection, Strategy,
                                     StrategyContext)
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import ScoringKeys, StrategyOptions, peer_options
+from assist.strategies.registry import register_strategy
 
 
 class RhoLossOptions(StrategyOptions):
@@ -93,14 +93,17 @@ def cache_path(data, options: RhoLossOptions, setup: RunSetup) -> Optional[Path]
     return root / "rho_loss" / f"{safe}-{cache_key(data, options, setup)}.pt"
 
 
+class RhoLossParams(ScoringKeys):
+    strategy_options: RhoLossOptions = peer_options(RhoLossOptions)
+
+
 @register_strategy
 class RhoLoss(Strategy):
     name = "rho_loss"
-    Params = params_schema("RhoLossParams", ("scoring_mode",), options=RhoLossOptions)
+    Params = RhoLossParams
 
-    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+    def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.options: RhoLossOptions = params.strategy_options
         self.irreducible: Optional[torch.Tensor] = None
         self.holdout: Optional[torch.Tensor] = None
         self.il_cost: dict[str, Any] = {}

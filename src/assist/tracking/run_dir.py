@@ -197,7 +197,7 @@ class RunStore:
             status = (self.read_summary() or {}).get("status", "finished")
             raise RunDirError(f"run directory {str(self.path)!r} holds a {status} run; "
                               "choose another --out or pass --restart to start it over")
-        from assist.config import with_added_defaults
+        from assist.strategies.resolve import with_added_defaults
 
         stored, config = with_added_defaults(self.read_config()), with_added_defaults(config)
         changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
