@@ -18,7 +18,7 @@ from assist.events import Callback
 from assist.engine.trainer import Trainer, TrainState
 from assist.models import build_model
 from assist.strategies import ResolvedRun, build_strategy, strategy_keys
-from assist.strategies.resolve import flat_default, identity_dump
+from assist.strategies.resolve import identity_dump
 from assist.tracking import RunStore
 from assist.tracking.trackers import tracker_callbacks
 from assist.validation import twin_config, validate_run
@@ -184,10 +184,8 @@ def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[
 def _given(config: ConfigLike) -> dict[str, Any]:
     """The keys a mapping or a run sets: a run's own keys as given, its strategy keys away from their defaults."""
     if isinstance(config, ResolvedRun):
-        flat = config.flat()
-        strategic = {k: flat[k] for k in strategy_keys() if k not in ("epoch_filtering", "batch_filtering")
-                     and flat[k] != flat_default(k)}
-        return {**config.config.model_dump(exclude_unset=True), **strategic}
+        options = {**config.options.model_dump(exclude_unset=True), "strategy_options": config.strategy_options}
+        return {**config.config.model_dump(exclude_unset=True), "strategy": config.strategy, **options}
     if isinstance(config, TrainConfig):
         return config.model_dump(exclude_unset=True)
     return dict(config)

@@ -59,26 +59,27 @@ class _Choice(BaseModel):
 
 
 @lru_cache(maxsize=None)
-def _strategy_defaults() -> dict[str, Any]:
-    """Each strategy key's value when unset: the first registered schema that takes it decides
-    (a peer method's ``strategy_options`` is the empty mapping)."""
-    defaults: dict[str, Any] = {"strategy": None, "epoch_filtering": False, "batch_filtering": False}
+def _unset_values() -> dict[str, Any]:
+    """Each strategy key's value in a run that leaves it unset, resolved (``fill_random``: off
+    without select_k); the first registered schema that takes it decides (a peer method's
+    ``strategy_options`` is the empty mapping)."""
+    values: dict[str, Any] = {"strategy": None, "epoch_filtering": False, "batch_filtering": False}
     for name in STRATEGIES.names():
         for key, value in STRATEGIES.resolve(name).Params().model_dump().items():
-            defaults.setdefault(key, {} if key == "strategy_options" else value)
-    return defaults
+            values.setdefault(key, {} if key == "strategy_options" else value)
+    return values
 
 
 def strategy_keys() -> tuple[str, ...]:
     """The keys that make a run strategic, in the flat order: the keys that choose a strategy
     and every key some registered strategy takes (twins reset them, reports label runs by them)."""
-    defaults = _strategy_defaults()
-    return tuple(key for key in flat_keys() if key in defaults)
+    taken = _unset_values()
+    return tuple(key for key in flat_keys() if key in taken)
 
 
 def flat_keys() -> tuple[str, ...]:
     """Every key a run takes, in the order ``config.yaml`` lists them."""
-    strategic = list(_LEGACY_ORDER) + [k for k in _strategy_defaults() if k not in _LEGACY_ORDER]
+    strategic = list(_LEGACY_ORDER) + [k for k in _unset_values() if k not in _LEGACY_ORDER]
     keys: list[str] = []
     for key in TrainConfig.model_fields:
         keys.append(key)
@@ -88,10 +89,14 @@ def flat_keys() -> tuple[str, ...]:
 
 
 def flat_default(key: str) -> Any:
-    """The value of any key (the run's own or a strategy's) when it is left unset."""
+    """The default any key (the run's own or a strategy's) declares; ``None`` where it is
+    resolved from other keys (``fill_random``)."""
     if key in TrainConfig.model_fields:
         return config_default(key)
-    return _strategy_defaults()[key]
+    if key in SELECTOR_KEYS or key == "strategy_options":
+        return _unset_values()[key]
+    fields = STRATEGIES.resolve(takers(key)[0]).Params.model_fields
+    return fields[key].get_default(call_default_factory=True)
 
 
 def takers(key: str) -> tuple[str, ...]:
@@ -102,7 +107,7 @@ def takers(key: str) -> tuple[str, ...]:
 def _at_default(key: str, value: Any) -> bool:
     """Whether a strategy key the chosen strategy does not take is left as if unset (``None``
     stands for a default resolved from other keys, ``fill_random``'s)."""
-    return value == flat_default(key) or (value is None and _declared_default(key) is None)
+    return value == flat_default(key) or value == _unset_values()[key]
 
 
 def _check_value(key: str, value: Any) -> None:
@@ -114,14 +119,6 @@ def _check_value(key: str, value: Any) -> None:
         own = [e for e in error.errors() if e["loc"][:1] == (key,)]
         if own:
             raise ConfigError(format_validation_error(ValidationError.from_exception_data(schema.__name__, own)))
-
-
-def _declared_default(key: str) -> Any:
-    for name in STRATEGIES.names():
-        fields = STRATEGIES.resolve(name).Params.model_fields
-        if key in fields:
-            return fields[key].get_default(call_default_factory=False)
-    return None
 
 
 def unknown_key(key: str) -> str:
@@ -155,7 +152,7 @@ class ResolvedRun:
                     values[key] = source[key]
                     break
             else:
-                values[key] = flat_default(key)
+                values[key] = _unset_values()[key]
         object.__setattr__(self, "_flat", values)
 
     def __getattr__(self, key: str) -> Any:
