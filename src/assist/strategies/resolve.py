@@ -58,13 +58,17 @@ class _Choice(BaseModel):
     batch_filtering: bool = False           # Algorithms 9/10
 
 
-@lru_cache(maxsize=None)
 def _unset_values() -> dict[str, Any]:
     """Each strategy key's value in a run that leaves it unset, resolved (``fill_random``: off
     without select_k); the first registered schema that takes it decides (a peer method's
     ``strategy_options`` is the empty mapping)."""
+    return _unset_values_of(tuple(STRATEGIES.names()))
+
+
+@lru_cache(maxsize=None)
+def _unset_values_of(names: tuple[str, ...]) -> dict[str, Any]:
     values: dict[str, Any] = {"strategy": None, "epoch_filtering": False, "batch_filtering": False}
-    for name in STRATEGIES.names():
+    for name in names:
         for key, value in STRATEGIES.resolve(name).Params().model_dump().items():
             values.setdefault(key, {} if key == "strategy_options" else value)
     return values
