@@ -10,14 +10,12 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import yaml
 
-if TYPE_CHECKING:
-    from assist.experiments.locks import RunLock
-
 from assist.files import StorageError, append_line, atomic_write, remove_stale_parts
+from assist.tracking.locks import RunLock, lock_holder
 
 FORMAT_VERSION = 1
 LEGACY_KEYS = {"dataset", "model", "epochs", "rng_seed"}  # what every run's config.yaml has held
@@ -120,10 +118,8 @@ class RunStore:
         return rows
 
     # -- locking
-    def lock(self) -> "RunLock":
+    def lock(self) -> RunLock:
         """Take the directory's lock now or fail with a line naming the holder."""
-        from assist.experiments.locks import RunLock, lock_holder
-
         self.path.mkdir(parents=True, exist_ok=True)
         lock = RunLock(self.path / self.LOCK)
         if not lock.acquire(wait_s=0.5):  # rides out `assist status` probing the lock for an instant
