@@ -1,7 +1,8 @@
-"""The run configuration: one flat, typed, validated mapping.
+"""The run's own keys: data, model, optimisation, speed and bookkeeping, typed and validated.
 
 Keys follow the thesis (Table 4.1) where it names them; every default lives here with a
-one-line reason. Unknown keys are rejected with the valid ones listed.
+one-line reason. The sampling strategies declare their own keys (assist.strategies), and
+assist.strategies.resolve joins both into the one flat mapping a user writes.
 """
 
 from __future__ import annotations
@@ -41,16 +42,16 @@ class TrainConfig(BaseModel):
     data_dir: Optional[str] = None          # None: $ASSIST_DATA_DIR or the user cache
     download: bool = False                  # fetch missing files from the public mirrors
     num_classes: Optional[Union[int, list[int]]] = None  # subset: first k classes or a list
-    samples_per_class: Optional[int] = Field(default=None, gt=0)
-    model: str = "fcnet100"
+    samples_per_class: Optional[int] = Field(default=None, gt=0)  # subset: at most n per class
+    model: str = "fcnet100"                # a name of the model zoo (assist.models)
     # --- optimisation (thesis Table 4.1 names)
-    epochs: int = Field(default=10, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    learning_rate: float = Field(default=0.05, gt=0)
+    epochs: int = Field(default=10, gt=0)       # passes over the training set
+    batch_size: int = Field(default=64, gt=0)   # samples per training step
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"  # the thesis trains with SGD
+    learning_rate: float = Field(default=0.05, gt=0)   # the initial rate of the schedule
     momentum: float = Field(default=0.9, ge=0, lt=1)   # SGD only
     nesterov: bool = False                              # SGD only
-    weight_decay: float = Field(default=5e-4, ge=0)
+    weight_decay: float = Field(default=5e-4, ge=0)    # L2 penalty of the optimizer
     amsgrad: bool = False                               # Adam and AdamW only
     # exponential, multistep: stepped once per epoch (the thesis); cosine, onecycle, linear: set
     # before every optimizer step from the share of training done (docs/schedules.md)
@@ -65,9 +66,9 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)         # of the training loss only
     grad_clip_norm: Optional[float] = Field(default=None, gt=0)     # clip the gradient norm to this
     data_augmentation: Optional[bool] = None            # None: the data set's default
-    augmentation_recipe: Literal["thesis", "light"] = "thesis"
-    rng_seed: int = Field(default=0, ge=0, lt=2**63)
-    device: str = "cpu"
+    augmentation_recipe: Literal["thesis", "light"] = "thesis"  # "light": flips and padded crops only (data/augment.py)
+    rng_seed: int = Field(default=0, ge=0, lt=2**63)  # every random stream derives from it
+    device: str = "cpu"                     # cpu, cuda or cuda:N
     # --- speed (engine/runtime.py, docs/speed.md); evaluation always runs fp32
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # training and scoring forwards
     score_precision: Optional[Literal["fp32", "bf16", "fp16"]] = None  # None: as precision
@@ -78,10 +79,10 @@ class TrainConfig(BaseModel):
     sync_batchnorm: bool = False
     # --- evaluation and bookkeeping
     train_eval_subset: Optional[int] = Field(default=None, gt=0)  # None: full train set
-    train_eval_every: int = Field(default=1, gt=0)
-    eval_batch_size: int = Field(default=1024, gt=0)
-    num_threads: Optional[int] = Field(default=None, gt=0)
-    checkpoint_every: int = Field(default=1, gt=0)
+    train_eval_every: int = Field(default=1, gt=0)  # evaluate the training set every n epochs
+    eval_batch_size: int = Field(default=1024, gt=0)  # chunk size of evaluation and epoch scoring
+    num_threads: Optional[int] = Field(default=None, gt=0)  # CPU threads of the process; None: torch's
+    checkpoint_every: int = Field(default=1, gt=0)  # epochs between checkpoints
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)  # mirror the run dir (optional extras)
 
     @model_validator(mode="before")

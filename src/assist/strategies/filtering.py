@@ -33,15 +33,15 @@ class FilterKeys(StrategyParams):
     """The filter and selector of the thesis's filtering strategies (Algorithms 5 and 6), with
     the rules between them: what each key needs, and what has no effect without what."""
 
-    filter: Literal["hard", "soft", "none"] = "hard"
+    filter: Literal["hard", "soft", "none"] = "hard"   # accuracy filter: misclassified, or within the margin
     soft_margin: float = 0.1                # alpha of the soft accuracy filter, in (0, 1)
-    selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = None
+    selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = None  # loss selector after the filter
     select_k: Optional[float] = Field(default=None, gt=0)  # count (>=1) or fraction (<1)
-    select_q: float = Field(default=0.5, ge=0, le=1)
+    select_q: float = Field(default=0.5, ge=0, le=1)      # top-q: the loss quantile kept above
     select_p: float = Field(default=2.0, gt=0)            # q-split power (at the first epoch)
     select_p_end: Optional[float] = Field(default=None, gt=0)  # None: constant; else decays to this
     select_p_schedule: Literal["linear", "cosine"] = "linear"  # how select_p moves to select_p_end
-    select_buckets: int = Field(default=2, ge=2)
+    select_buckets: int = Field(default=2, ge=2)          # q-split: loss buckets
     # q-split buckets: "prose" (thesis 3.2.1, docs/thesis.md) or the pseudo-code's "literal" cut
     select_split: Literal["prose", "literal"] = "prose"
     # q-split: a short bucket's shortfall is drawn from the others ("share"), or not ("literal",
@@ -92,13 +92,19 @@ class FilterKeys(StrategyParams):
 class StarvedEpochKeys(ScoringKeys):
     """What a filtering strategy does with an epoch that accepted less than one batch."""
 
-    starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = "wait"
+    starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = "wait"  # docs/thesis.md, "nothing left to learn"
 
 
-class EpochwiseParams(FilterKeys, StarvedEpochKeys):
+class EpochPlanKeys(StrategyParams):
+    """Strategies whose epoch plan is filtered."""
+
     # epochwise filtering stores indices, so by default a sample is trained on a fresh view,
     # not the one it was scored on ("soft", the thesis); "replay" reuses the scored view
     epoch_filter_augmentation: Literal["fresh", "replay"] = "fresh"
+
+
+class EpochwiseParams(FilterKeys, StarvedEpochKeys, EpochPlanKeys):
+    pass
 
 
 class BatchwiseParams(FilterKeys, AccumulationKeys, StarvedEpochKeys):
@@ -108,10 +114,10 @@ class BatchwiseParams(FilterKeys, AccumulationKeys, StarvedEpochKeys):
 class EpochLevelKeys(StrategyParams):
     """Epoch + batch filtering: the epoch level's own filter and selector (None: the batch level's)."""
 
-    epoch_filter: Optional[Literal["hard", "soft", "none"]] = None
-    epoch_soft_margin: Optional[float] = Field(default=None, gt=0, lt=1)
-    epoch_selector: Optional[Literal["none", "top_k", "top_q", "loss_weighted", "q_split"]] = None
-    epoch_select_k: Optional[float] = Field(default=None, gt=0)
+    epoch_filter: Optional[Literal["hard", "soft", "none"]] = None   # the epoch level's filter
+    epoch_soft_margin: Optional[float] = Field(default=None, gt=0, lt=1)  # ... its soft margin
+    epoch_selector: Optional[Literal["none", "top_k", "top_q", "loss_weighted", "q_split"]] = None  # ... its selector
+    epoch_select_k: Optional[float] = Field(default=None, gt=0)  # ... its k
 
 
 def epoch_level(params: Any) -> dict[str, Any]:
@@ -125,8 +131,7 @@ def epoch_level(params: Any) -> dict[str, Any]:
     return values
 
 
-class EpochBatchwiseParams(BatchwiseParams, EpochLevelKeys):
-    epoch_filter_augmentation: Literal["fresh", "replay"] = "fresh"   # as epochwise's
+class EpochBatchwiseParams(BatchwiseParams, EpochLevelKeys, EpochPlanKeys):
 
     @model_validator(mode="after")
     def _epoch_level(self) -> "EpochBatchwiseParams":

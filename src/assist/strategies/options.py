@@ -88,4 +88,4 @@ class AccumulationKeys(RawBatchKeys):
 
 def peer_options(options: type[StrategyOptions]) -> Any:
     """The ``strategy_options`` field of a peer method's schema: ``options``, all defaults when unset."""
-    return Field(default_factory=options)
+    return Field(default_factory=options, description="the peer method's own options, named as in its paper")

@@ -12,6 +12,8 @@ validates it again (docs/architecture.md, "Options").
 
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping, Optional
@@ -267,3 +269,57 @@ def identity_dump(values: dict[str, Any]) -> dict[str, Any]:
 def with_added_defaults(stored: dict[str, Any]) -> dict[str, Any]:
     """A stored config (possibly written before the added keys) with their defaults filled in."""
     return {**{k: flat_default(k) for k in ADDED_KEYS}, **stored}
+
+
+def describe_keys() -> list[dict[str, Any]]:
+    """Every key a run takes, in ``config.yaml``'s order: its ``type``, ``default``, one-line
+    ``meaning`` (the comment beside its declaration) and the ``strategies`` that take it (empty
+    for the run's own keys and the keys that choose the strategy, which every run has)."""
+    rows = []
+    for key in flat_keys():
+        owner = _declaring_class(key)
+        annotation = owner.model_fields[key].annotation
+        rows.append({"key": key, "type": "mapping" if key == "strategy_options" else _type_name(annotation), "default": flat_default(key),
+                     "meaning": owner.model_fields[key].description or _comments(owner).get(key, ""),
+                     "strategies": () if key in TrainConfig.model_fields or key in SELECTOR_KEYS else takers(key)})
+    return rows
+
+
+def _declaring_class(key: str) -> type[BaseModel]:
+    if key in TrainConfig.model_fields:
+        return TrainConfig
+    if key in SELECTOR_KEYS:
+        return _Choice
+    for cls in STRATEGIES.resolve(takers(key)[0]).Params.__mro__:
+        if key in getattr(cls, "__annotations__", {}):
+            return cls
+    raise KeyError(key)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or re.sub(r"\b(typing|pydantic|assist)\.[\w.]*?(\w+)\b", r"\2", repr(annotation))
+
+
+@lru_cache(maxsize=None)
+def _comments(cls: type) -> dict[str, str]:
+    """The comment each field declared in ``cls`` carries: at the end of its line, else the
+    comment lines just above it."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    found: dict[str, str] = {}
+    above: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if not stripped.startswith("# ---"):   # a section header, not a key's comment
+                above.append(stripped.lstrip("#").strip())
+            continue
+        match = re.match(r"\s+(\w+)\s*:", line)
+        if match and match.group(1) in getattr(cls, "__annotations__", {}):
+            tail = line.split("  # ", 1)[1].strip() if "  # " in line else ""
+            found[match.group(1)] = tail or " ".join(above)
+        above = []
+    return found
