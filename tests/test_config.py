@@ -83,3 +83,17 @@ def test_archetype_configs_are_canonical():
         make_config({"accumulation_batch_size": 128, "filter": "soft", "batch_size": 12})
     twin = twin_config(make_config({"batch_filtering": True, "accumulation_batch_size": 128, "batch_size": 12}))
     assert twin.model_dump() == make_config({"batch_size": 12}).model_dump()
+
+
+def test_every_key_is_described_once():
+    """``describe_keys`` (what ``assist keys`` lists) names every key with its meaning, and says
+    which strategies take a strategy key."""
+    from assist.strategies.resolve import describe_keys, flat_keys
+
+    rows = describe_keys()
+    assert [row["key"] for row in rows] == list(flat_keys())
+    assert [row["key"] for row in rows if not row["meaning"]] == []
+    by_key = {row["key"]: row for row in rows}
+    assert by_key["select_k"]["strategies"] == ("batchwise", "epoch_batchwise", "epochwise")
+    assert by_key["learning_rate"]["strategies"] == () and by_key["learning_rate"]["default"] == 0.05
+    assert "infobatch" in by_key["strategy_options"]["strategies"]

@@ -111,16 +111,3 @@ def test_the_config_is_a_leaf_without_strategy_keys():
 
     assert not set(TrainConfig.model_fields) & set(strategy_keys())
 
-
-def test_every_key_is_described_once():
-    """``describe_keys`` (what ``assist keys`` lists) names every key with its meaning, and says
-    which strategies take a strategy key."""
-    from assist.strategies.resolve import describe_keys, flat_keys
-
-    rows = describe_keys()
-    assert [row["key"] for row in rows] == list(flat_keys())
-    assert [row["key"] for row in rows if not row["meaning"]] == []
-    by_key = {row["key"]: row for row in rows}
-    assert by_key["select_k"]["strategies"] == ("batchwise", "epoch_batchwise", "epochwise")
-    assert by_key["learning_rate"]["strategies"] == () and by_key["learning_rate"]["default"] == 0.05
-    assert "infobatch" in by_key["strategy_options"]["strategies"]

@@ -141,7 +141,7 @@ def test_epochwise_replay_trains_on_the_view_it_scored(toy_data):
                             epoch_filter_augmentation=mode)
         capture = Capture()
         trainer = Trainer(config, toy_data, callbacks=[capture])
-        original = trainer.step.score_indices
+        original = trainer.step.scorer.score_indices
 
         def recording(indices):
             for i in indices.tolist():

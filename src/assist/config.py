@@ -83,7 +83,8 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(default=1024, gt=0)  # chunk size of evaluation and epoch scoring
     num_threads: Optional[int] = Field(default=None, gt=0)  # CPU threads of the process; None: torch's
     checkpoint_every: int = Field(default=1, gt=0)  # epochs between checkpoints
-    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)  # mirror the run dir (optional extras)
+    # mirror the run directory (optional extras)
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -152,7 +153,8 @@ def did_you_mean(key: str, valid: Iterable[str]) -> str:
 
 def unknown_config_key(loc: tuple) -> str:
     key = ".".join(str(p) for p in loc)
-    return f"unknown key {key!r}{did_you_mean(key, TrainConfig.model_fields)}; valid keys: {', '.join(TrainConfig.model_fields)}"
+    keys = TrainConfig.model_fields
+    return f"unknown key {key!r}{did_you_mean(key, keys)}; valid keys: {', '.join(keys)}"
 
 
 def format_validation_error(error: ValidationError, unknown: Callable[[tuple], str] = unknown_config_key) -> str:

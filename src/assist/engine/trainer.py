@@ -23,12 +23,14 @@ from assist.engine.distributed import Group
 from assist.engine.optim import build_optimizer, build_scheduler
 from assist.engine.runtime import Runtime
 from assist.engine.schedule import learning_rate, sets_lr_per_step
+from assist.engine.scoring import Scorer
 from assist.engine.step import SelectionStep
 from assist.events import Callback, Event
 from assist.metrics import loss_statistics, system_metrics
 from assist.models import build_model
 from assist.rng import Stream, generator
-from assist.strategies import ReferenceResult, ReferenceSpec, ResolvedRun, Strategy, build_strategy, resolve_run
+from assist.strategies import (ReferenceResult, ReferenceSpec, ResolvedRun, Strategy, StrategyContext, build_strategy,
+                               resolve_run)
 
 #: the run's generators, by name in checkpoints
 GENERATORS = {"shuffle": Stream.SHUFFLE, "augment": Stream.AUGMENT, "select": Stream.SELECT,
@@ -83,12 +85,15 @@ class Trainer:
         self.scheduler = build_scheduler(config, self.optimizer)
         self.generators = {name: generator(config.rng_seed, stream) for name, stream in GENERATORS.items()}
         self.train_eval_indices = self._train_eval_subset()
-        self.step = SelectionStep(
-            self.strategy, num_samples=data.num_train, batch_size=config.batch_size, epochs=config.epochs,
+        scorer = Scorer(self.model, fetch=self.fetch, eval_batch_size=config.eval_batch_size,
+                        num_samples=data.num_train, score_every=config.score_every, runtime=self.runtime,
+                        group=self.group)
+        context = StrategyContext(
+            num_samples=data.num_train, batch_size=config.batch_size, epochs=config.epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
-            fetch=self.fetch, eval_batch_size=config.eval_batch_size, model=self.model,
-            num_classes=data.num_classes, labels=data.train_labels, data=data, train_reference=self.fit_reference,
-            emit=self.emit, runtime=self.runtime, score_every=config.score_every, group=self.group)
+            score_indices=scorer.score_indices, labels=data.train_labels, data=data,
+            train_reference=self.fit_reference)
+        self.step = SelectionStep(self.strategy, context, scorer, fetch=self.fetch, emit=self.emit)
         self.state = TrainState()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
@@ -179,7 +184,7 @@ class Trainer:
         if self.lr_per_step:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.config, self.progress)
-        part, scale = self.group.share(chunk)   # this rank's rows (all of them on one process)
+        part, scale = self.step.share(chunk)   # this rank's rows (all of them on one process)
         with self.runtime.autocast():
             logits = self.runtime.train_forward(self.model, part.x)
         logits = logits.float()  # losses in float32 whatever the forward's precision
@@ -191,30 +196,22 @@ class Trainer:
         plain = losses if not smoothing else F.cross_entropy(logits.detach(), part.y, reduction="none")
         # the whole batch's per-sample results, on every rank (one all-gather under DDP): the
         # weighted losses for the loss check, and what the strategy's feedback reads
-        wants = self.step.wants_feedback
-        local = weighted.detach()[:, None]
-        if wants:
-            local = torch.cat([local, plain.detach()[:, None], logits.detach()], 1)
-        rows = self.group.gather_rows(local, len(chunk))
-        batch_loss = rows[:, 0].mean()   # the whole batch's weighted loss, the same on every rank
+        trained = self.step.gather(len(chunk), plain, logits, weighted=weighted)
+        batch_loss = trained.weighted.mean()   # the whole batch's weighted loss, the same on every rank
         if not bool(torch.isfinite(batch_loss)):
             raise DivergedError(f"non-finite loss at epoch {self.state.epoch + 1}, "
                                 f"step {self.state.total_steps + 1}")
+        # one path for every precision: the scaler is disabled (a pass-through) outside fp16,
+        # where it scales the loss, unscales before clipping and skips steps with inf/nan
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            if self.config.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
-            self.optimizer.step()
-        else:  # fp16: scaled loss, gradients unscaled before clipping, steps with inf/nan skipped
-            self.scaler.scale(loss).backward()
-            if self.config.grad_clip_norm is not None:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        self.scaler.scale(loss).backward()
+        if self.config.grad_clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.state.total_steps += 1
-        self.step.feedback(chunk.indices, rows[:, 1] if wants else None, rows[:, 2:] if wants else None, chunk.y)
+        self.step.feedback(chunk.indices, trained.losses, trained.logits, chunk.y)
         self.step_seconds += time.perf_counter() - started
         self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=batch_loss)
 
@@ -232,12 +229,9 @@ class Trainer:
         return both[:, 0], both[:, 1].bool()
 
     def fit_reference(self, spec: ReferenceSpec) -> ReferenceResult:
-        """A reference model for the strategy (RHO-LOSS), trained by this trainer's class
-        (under DDP: on rank 0, its result sent to every rank, so all select alike)."""
-        result = None
-        if self.group.is_main:
-            result = fit_reference(self.data, spec, device=str(self.device), eval_batch_size=self.config.eval_batch_size)
-        return self.group.broadcast(result)
+        """A reference model for the strategy (RHO-LOSS), trained by this trainer's class (the
+        step runs it on rank 0 only under DDP)."""
+        return fit_reference(self.data, spec, device=str(self.device), eval_batch_size=self.config.eval_batch_size)
 
     # ------------------------------------------------------------------ metrics
     def _train_eval_subset(self) -> Optional[torch.Tensor]:
@@ -298,7 +292,7 @@ class Trainer:
             "generators": {name: g.get_state() for name, g in self.generators.items()},
             **self.step.state_dict(),   # strategy, accumulator, counters, epoch
             "state": dict(vars(self.state)),
-            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+            **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
@@ -310,7 +304,7 @@ class Trainer:
             self.generators[name].set_state(g_state)
         self.step.load_state_dict(checkpoint, self.device)
         self.state = TrainState(**checkpoint["state"])
-        if self.scaler is not None and checkpoint.get("scaler"):
+        if self.scaler.is_enabled() and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
 
     def summary(self) -> dict[str, Any]:

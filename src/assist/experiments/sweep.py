@@ -30,7 +30,7 @@ class SweepPlan:
     def tasks(self, states: list[RunState], retry_failed: bool = False) -> list[RunTask]:
         """Runs to start: missing or incomplete ones (and failed ones with ``retry_failed``)."""
         wanted = {"missing", "incomplete"} | ({"failed"} if retry_failed else set())
-        return [RunTask(run.run_id, state.name, str(self.sweep.root), run.config.model_dump(mode="json"),
+        return [RunTask(run.run_id, state.name, str(self.sweep.root), run.config.flat(mode="json"),
                         retry_failed=retry_failed)
                 for run, state in zip(self.runs, states) if state.state in wanted]
 

@@ -28,12 +28,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from assist.config import ConfigError
 from assist.engine.accumulate import Chunk
 from assist.engine.distributed import Group
-from assist.engine.step import EpochCounters, SelectionStep, cross_entropy_losses
+from assist.engine.scoring import Scorer, cross_entropy_losses
+from assist.engine.step import EpochCounters, SelectionStep
 from assist.engine.trainer import fit_reference
 from assist.integration.batch import TrainBatch, as_train_batch, unpack
 from assist.integration.samplers import EpochBatchSampler, EpochSampler
 from assist.rng import Stream, generator
-from assist.strategies import build_strategy, strategy_keys
+from assist.strategies import StrategyContext, build_strategy, strategy_keys
 from assist.validation import validate_run
 
 
@@ -75,13 +76,15 @@ class Selector:
         self.group = Group.current()
         self._reference_data = data
         reference = None if data is None else self._train_reference
-        self.core = SelectionStep(
-            self.strategy, num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
+        scorer = Scorer(model, fetch=self._fetch, eval_batch_size=self.config.eval_batch_size,
+                        num_samples=self.num_samples, score_every=self.config.score_every, score_fn=score_fn,
+                        group=self.group,
+                        model_hint=": pass it as Selector(..., model=model) or selector.batches(loader, model)")
+        context = StrategyContext(
+            num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
-            fetch=self._fetch, eval_batch_size=self.config.eval_batch_size, model=model, score_fn=score_fn,
-            labels=labels, data=data, train_reference=reference, score_every=self.config.config.score_every,
-            model_hint=": pass it as Selector(..., model=model) or selector.batches(loader, model)",
-            group=self.group)
+            score_indices=scorer.score_indices, labels=labels, data=data, train_reference=reference)
+        self.core = SelectionStep(self.strategy, context, scorer, fetch=self._fetch)
         self.pending: deque[TrainBatch] = deque()  # ready batches not yet handed out (step())
         # DDP: the raw batches the batch sampler handed out (whole, in plan order), and the
         # batches handed to the loop, awaiting their feedback (whole indices and targets)
@@ -195,7 +198,7 @@ class Selector:
         whole batch's weighted mean loss."""
         if not self.group.active:
             return as_train_batch(chunk)
-        part, scale = self.group.share(chunk)
+        part, scale = self.core.share(chunk)
         self.handed.append(chunk)
         batch = as_train_batch(part)
         return batch._replace(weights=batch.weights * scale)
@@ -210,10 +213,8 @@ class Selector:
                              f"{tuple(losses.shape)} for {n} indices")
         if self.group.active and self.handed:  # the whole batch's results: one all-gather
             whole = self.handed.popleft()
-            total = len(whole)
-            rows = self.group.gather_rows(torch.cat([losses.detach().float()[:, None],
-                                                     outputs.detach().float()], 1), total)
-            indices, losses, outputs, targets = whole.indices, rows[:, 0], rows[:, 1:], whole.y
+            trained = self.core.gather(len(whole), losses, outputs)
+            indices, losses, outputs, targets = whole.indices, trained.losses, trained.logits, whole.y
         self.core.feedback(indices, losses, outputs, targets)
 
     def _fetch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,10 +262,9 @@ class Selector:
 
     # ------------------------------------------------------------------ checks and state
     def _train_reference(self, spec: Any) -> Any:
-        """RHO-LOSS's reference model, trained by the Trainer on rank 0 and broadcast."""
-        return self.group.broadcast(
-            fit_reference(self._reference_data, spec, device=str(self._model_device()),
-                          eval_batch_size=self.config.eval_batch_size) if self.group.is_main else None)
+        """RHO-LOSS's reference model, trained by the Trainer (the step runs it on rank 0 only under DDP)."""
+        return fit_reference(self._reference_data, spec, device=str(self._model_device()),
+                             eval_batch_size=self.config.eval_batch_size)
 
     def _model_device(self) -> torch.device:
         if self.model is None:

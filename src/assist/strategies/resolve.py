@@ -26,7 +26,7 @@ from assist.strategies.options import StrategyParams
 from assist.strategies.registry import STRATEGIES
 
 #: keys that choose the strategy itself rather than configure one
-SELECTOR_KEYS = ("strategy", "epoch_filtering", "batch_filtering")
+CHOICE_KEYS = ("strategy", "epoch_filtering", "batch_filtering")
 _STRATEGY_OF_FLAGS = {flags: name for name, flags in THESIS_FLAGS.items()}
 
 # The order config.yaml has listed the strategy keys in since the first format (sweep directory
@@ -99,7 +99,7 @@ def flat_default(key: str) -> Any:
     resolved from other keys (``fill_random``)."""
     if key in TrainConfig.model_fields:
         return config_default(key)
-    if key in SELECTOR_KEYS or key == "strategy_options":
+    if key in CHOICE_KEYS or key == "strategy_options":
         return _unset_values()[key]
     fields = STRATEGIES.resolve(takers(key)[0]).Params.model_fields
     return fields[key].get_default(call_default_factory=True)
@@ -176,11 +176,6 @@ class ResolvedRun:
         """:meth:`flat` under the name a config's mapping has in pydantic."""
         return self.flat(mode)
 
-    def with_config(self, **changes: Any) -> "ResolvedRun":
-        """The same run with some of its own keys changed (validated as the config)."""
-        return ResolvedRun(make_config({**self.config.model_dump(exclude_unset=True), **changes}), self.strategy,
-                           self.options, self.strategy_options)
-
 
 def strategy_name(values: Mapping[str, Any]) -> str:
     """The strategy ``values`` choose: ``strategy``, or the thesis's two flags; a contradiction
@@ -211,7 +206,7 @@ def strategy_params(name: str, values: Mapping[str, Any]) -> StrategyParams:
         raise ConfigError(f"strategy: unknown strategy {name!r}; available: {', '.join(STRATEGIES.names())}")
     schema = STRATEGIES.resolve(name).Params
     taken = schema.model_fields
-    idle = [key for key in strategy_keys() if key not in SELECTOR_KEYS and key not in taken
+    idle = [key for key in strategy_keys() if key not in CHOICE_KEYS and key not in taken
             and key in values and not _at_default(key, values[key])]
     for key in idle:   # a value no strategy could take is named as such first
         _check_value(key, values[key])
@@ -279,16 +274,17 @@ def describe_keys() -> list[dict[str, Any]]:
     for key in flat_keys():
         owner = _declaring_class(key)
         annotation = owner.model_fields[key].annotation
-        rows.append({"key": key, "type": "mapping" if key == "strategy_options" else _type_name(annotation), "default": flat_default(key),
+        kind = "mapping" if key == "strategy_options" else _type_name(annotation)
+        rows.append({"key": key, "type": kind, "default": flat_default(key),
                      "meaning": owner.model_fields[key].description or _comments(owner).get(key, ""),
-                     "strategies": () if key in TrainConfig.model_fields or key in SELECTOR_KEYS else takers(key)})
+                     "strategies": () if key in TrainConfig.model_fields or key in CHOICE_KEYS else takers(key)})
     return rows
 
 
 def _declaring_class(key: str) -> type[BaseModel]:
     if key in TrainConfig.model_fields:
         return TrainConfig
-    if key in SELECTOR_KEYS:
+    if key in CHOICE_KEYS:
         return _Choice
     for cls in STRATEGIES.resolve(takers(key)[0]).Params.__mro__:
         if key in getattr(cls, "__annotations__", {}):
