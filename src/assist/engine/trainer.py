@@ -93,7 +93,7 @@ class Trainer:
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
             score_indices=scorer.score_indices, labels=data.train_labels, data=data,
             train_reference=self.fit_reference)
-        self.step = SelectionStep(self.strategy, context, scorer, fetch=self.fetch, emit=self.emit)
+        self.selection = SelectionStep(self.strategy, context, scorer, fetch=self.fetch, emit=self.emit)
         self.state = TrainState()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
@@ -104,7 +104,7 @@ class Trainer:
     @property
     def counters(self):
         """The current epoch's counters (owned by the selection step)."""
-        return self.step.counters
+        return self.selection.counters
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event, **info: Any) -> None:
@@ -133,20 +133,20 @@ class Trainer:
         if self.strategy.needs().replay_view and self.augmentation != "none":
             # one augmentation draw per sample for the whole epoch, shared by scoring and training
             self.replay_params = self.train_data.sample_params(self.data.num_train, self.generators["augment"])
-        plan = self.step.plan(epoch)
+        plan = self.selection.plan(epoch)
         self.emit(Event.EPOCH_PLANNED, epoch=epoch, plan=plan)
         start, total = 0, int(plan.shape[0])
         while start < total:
             self.progress = (epoch - 1 + start / total) / self.config.epochs
-            indices = plan[start:start + self.step.raw_batch_size()]
+            indices = plan[start:start + self.selection.raw_batch_size()]
             self.emit(Event.BATCH_START, indices=indices)
             x, y = self.fetch(indices)
-            for chunk in self.step.offer(indices, x, y):
+            for chunk in self.selection.offer(indices, x, y):
                 self.train_step(chunk)
             self.emit(Event.BATCH_END, indices=indices)
             start += int(indices.shape[0])
         self.progress = epoch / self.config.epochs
-        closing = self.step.close_epoch()
+        closing = self.selection.close_epoch()
         for chunk in closing.batches:  # the starved-epoch policy's batch, in the usual event frame
             self.emit(Event.BATCH_START, indices=chunk.indices)
             self.train_step(chunk)
@@ -184,7 +184,7 @@ class Trainer:
         if self.lr_per_step:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.config, self.progress)
-        part, scale = self.step.share(chunk)   # this rank's rows (all of them on one process)
+        part, scale = self.selection.share(chunk)   # this rank's rows (all of them on one process)
         with self.runtime.autocast():
             logits = self.runtime.train_forward(self.model, part.x)
         logits = logits.float()  # losses in float32 whatever the forward's precision
@@ -196,7 +196,7 @@ class Trainer:
         plain = losses if not smoothing else F.cross_entropy(logits.detach(), part.y, reduction="none")
         # the whole batch's per-sample results, on every rank (one all-gather under DDP): the
         # weighted losses for the loss check, and what the strategy's feedback reads
-        trained = self.step.gather(len(chunk), plain, logits, weighted=weighted)
+        trained = self.selection.gather(len(chunk), plain, logits, weighted=weighted)
         batch_loss = trained.weighted.mean()   # the whole batch's weighted loss, the same on every rank
         if not bool(torch.isfinite(batch_loss)):
             raise DivergedError(f"non-finite loss at epoch {self.state.epoch + 1}, "
@@ -211,7 +211,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.state.total_steps += 1
-        self.step.feedback(chunk.indices, trained.losses, trained.logits, chunk.y)
+        self.selection.feedback(chunk.indices, trained.losses, trained.logits, chunk.y)
         self.step_seconds += time.perf_counter() - started
         self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=batch_loss)
 
@@ -245,14 +245,14 @@ class Trainer:
         DDP's all-reduce, the feedback gather) and the seconds in selection collectives
         (score and feedback all-gathers), with their largest share of a rank's epoch."""
         ranks = self.group.all_objects((self.step_seconds, self.group.take_comm_s(), train_seconds))
-        steps = max(1, self.step.counters.steps)
+        steps = max(1, self.selection.counters.steps)
         return {"world_size": self.group.world_size,
                 "rank_step_time_s": [step / steps for step, _, _ in ranks],
                 "rank_selection_comm_s": [comm for _, comm, _ in ranks],
                 "selection_comm_share": max(comm / total if total else 0.0 for _, comm, total in ranks)}
 
     def metrics_row(self, epoch: int, starved: bool, learning_rate: float) -> dict[str, Any]:
-        stats = self.step.stats()
+        stats = self.selection.stats()
         self.state.cum_samples_scored += stats["samples_scored"]
         self.state.cum_samples_trained += stats["samples_trained"]
         row: dict[str, Any] = {
@@ -290,7 +290,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "generators": {name: g.get_state() for name, g in self.generators.items()},
-            **self.step.state_dict(),   # strategy, accumulator, counters, epoch
+            **self.selection.state_dict(),   # strategy, accumulator, counters, epoch
             "state": dict(vars(self.state)),
             **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
         }
@@ -302,7 +302,7 @@ class Trainer:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         for name, g_state in checkpoint["generators"].items():
             self.generators[name].set_state(g_state)
-        self.step.load_state_dict(checkpoint, self.device)
+        self.selection.load_state_dict(checkpoint, self.device)
         self.state = TrainState(**checkpoint["state"])
         if self.scaler.is_enabled() and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])

@@ -84,7 +84,7 @@ class Selector:
             num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
             score_indices=scorer.score_indices, labels=labels, data=data, train_reference=reference)
-        self.core = SelectionStep(self.strategy, context, scorer, fetch=self._fetch)
+        self.selection = SelectionStep(self.strategy, context, scorer, fetch=self._fetch)
         self.pending: deque[TrainBatch] = deque()  # ready batches not yet handed out (step())
         # DDP: the raw batches the batch sampler handed out (whole, in plan order), and the
         # batches handed to the loop, awaiting their feedback (whole indices and targets)
@@ -97,21 +97,21 @@ class Selector:
 
     @property
     def model(self) -> Optional[torch.nn.Module]:
-        return self.core.model
+        return self.selection.model
 
     @model.setter
     def model(self, model: Optional[torch.nn.Module]) -> None:
-        self.core.model = model
+        self.selection.model = model
 
     @property
     def counters(self) -> EpochCounters:
-        return self.core.counters
+        return self.selection.counters
 
     # ------------------------------------------------------------------ loader plumbing
     @property
     def raw_batch_size(self) -> int:
         """Raw batch size the strategy wants next (the loader's ``batch_size``)."""
-        return self.core.raw_batch_size()
+        return self.selection.raw_batch_size()
 
     def epoch_sampler(self) -> EpochSampler:
         """``DataLoader(..., sampler=selector.epoch_sampler())``: the loader follows the plan."""
@@ -139,10 +139,10 @@ class Selector:
         self.end_epoch(queue=True)
         self.raw_batches.clear()
         if self.epoch == 0:  # Lightning initialises its process group after the Selector was built
-            self.group = self.core.group = Group.current()
+            self.group = self.selection.group = Group.current()
         self.epoch += 1
         self.epoch_open = True
-        plan = self.core.plan(self.epoch).cpu().long()
+        plan = self.selection.plan(self.epoch).cpu().long()
         self.planned_length = int(plan.shape[0])
         return plan
 
@@ -176,7 +176,7 @@ class Selector:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if self.group.active:  # the whole raw batch on every rank: one all-gather of inputs and targets
             indices, x, y = self._whole_raw_batch(indices, x, y)
-        return [self._hand(chunk) for chunk in self.core.offer(indices, x, y)]
+        return [self._hand(chunk) for chunk in self.selection.offer(indices, x, y)]
 
     def _whole_raw_batch(self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor):
         if not self.raw_batches:
@@ -198,7 +198,7 @@ class Selector:
         whole batch's weighted mean loss."""
         if not self.group.active:
             return as_train_batch(chunk)
-        part, scale = self.core.share(chunk)
+        part, scale = self.selection.share(chunk)
         self.handed.append(chunk)
         batch = as_train_batch(part)
         return batch._replace(weights=batch.weights * scale)
@@ -213,9 +213,9 @@ class Selector:
                              f"{tuple(losses.shape)} for {n} indices")
         if self.group.active and self.handed:  # the whole batch's results: one all-gather
             whole = self.handed.popleft()
-            trained = self.core.gather(len(whole), losses, outputs)
+            trained = self.selection.gather(len(whole), losses, outputs)
             indices, losses, outputs, targets = whole.indices, trained.losses, trained.logits, whole.y
-        self.core.feedback(indices, losses, outputs, targets)
+        self.selection.feedback(indices, losses, outputs, targets)
 
     def _fetch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of data-set ``indices``, read through the dataset, on the model's device."""
@@ -232,7 +232,7 @@ class Selector:
         if not self.epoch_open:
             return []
         self.epoch_open = False
-        closing = self.core.close_epoch()
+        closing = self.selection.close_epoch()
         if closing.stop_reason is not None:
             self.stop_reason = closing.stop_reason
         extra = [self._hand(chunk) for chunk in closing.batches]
@@ -248,7 +248,7 @@ class Selector:
 
     def epoch_stats(self) -> dict[str, Any]:
         """Counters of the current (or last) epoch, named as in ``metrics.jsonl``."""
-        return {"epoch": self.epoch, **self.core.stats()}
+        return {"epoch": self.epoch, **self.selection.stats()}
 
     def _open_unplanned_epoch(self) -> None:
         """The loader does not use ``epoch_sampler()``: the strategy still plans (it may keep
@@ -285,7 +285,7 @@ class Selector:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue from an epoch boundary (save it with your checkpoint)."""
-        return {**self.core.state_dict(),   # strategy, accumulator, counters, epoch, open batch, score memory
+        return {**self.selection.state_dict(),   # strategy, accumulator, counters, epoch, open batch, score memory
                 "epoch": self.epoch, "epoch_open": self.epoch_open, "planned_length": self.planned_length,
                 "generators": {name: g.get_state() for name, g in self.generators.items()},
                 "stop_reason": self.stop_reason, "pending": [batch._asdict() for batch in self.pending]}
@@ -295,5 +295,5 @@ class Selector:
         self.planned_length, self.stop_reason = int(state["planned_length"]), state["stop_reason"]
         for name, g_state in state["generators"].items():
             self.generators[name].set_state(g_state)
-        self.core.load_state_dict(state, self._model_device())
+        self.selection.load_state_dict(state, self._model_device())
         self.pending = deque(TrainBatch(**batch) for batch in state["pending"])
