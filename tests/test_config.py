@@ -97,3 +97,12 @@ def test_every_key_is_described_once():
     assert by_key["select_k"]["strategies"] == ("batchwise", "epoch_batchwise", "epochwise")
     assert by_key["learning_rate"]["strategies"] == () and by_key["learning_rate"]["default"] == 0.05
     assert "infobatch" in by_key["strategy_options"]["strategies"]
+
+
+def test_a_resolved_run_copied_with_changes_is_resolved_anew():
+    run = make_config({"strategy": "batchwise", "select_k": 8, "selector": "top_k", "learning_rate": 0.01})
+    copy = run.model_copy(update={"learning_rate": 0.1, "select_k": 4})
+    assert (copy.learning_rate, copy.options.select_k, copy.strategy) == (0.1, 4, "batchwise")
+    assert run.learning_rate == 0.01
+    with pytest.raises(ConfigError, match="selector='top_k', select_k=8.0, fill_random=True: no effect for strategy 'archetype'"):
+        run.model_copy(update={"strategy": "archetype", "batch_filtering": False})

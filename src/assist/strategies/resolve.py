@@ -176,6 +176,10 @@ class ResolvedRun:
         """:meth:`flat` under the name a config's mapping has in pydantic."""
         return self.flat(mode)
 
+    def model_copy(self, *, update: Optional[Mapping[str, Any]] = None) -> "ResolvedRun":
+        """Another run: this one's keys with ``update`` (flat keys) set, resolved anew."""
+        return resolve_run({**self.flat(), **dict(update or {})})
+
 
 def strategy_name(values: Mapping[str, Any]) -> str:
     """The strategy ``values`` choose: ``strategy``, or the thesis's two flags; a contradiction
