@@ -56,7 +56,8 @@ def config_hash(config: ResolvedRun) -> str:
 
 
 def run_name(config: ResolvedRun) -> str:
-    return f"{config.dataset.replace(':', '_').replace('/', '_')}-{config.model}-{config.strategy}-seed{config.rng_seed}-{config_hash(config)}"
+    dataset = config.dataset.replace(":", "_").replace("/", "_")
+    return f"{dataset}-{config.model}-{config.strategy}-seed{config.rng_seed}-{config_hash(config)}"
 
 
 def load_data(config: Union[ResolvedRun, TrainConfig]) -> ImageDataset:

@@ -215,7 +215,8 @@ class Trainer:
         self.step_seconds += time.perf_counter() - started
         self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=batch_loss)
 
-    def evaluate(self, pipeline: BatchPipeline, indices: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(self, pipeline: BatchPipeline,
+                 indices: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample losses and correctness over a split (or a subset of it), eval mode;
         under DDP each rank evaluates its share and every rank gets the whole."""
         if not self.group.active:

@@ -61,7 +61,8 @@ def variance_reduction(scores: torch.Tensor) -> float:
     return math.sqrt(n * float((g * g).sum()))
 
 
-def importance_sample(scores: torch.Tensor, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def importance_sample(scores: torch.Tensor, count: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``count`` positions with replacement, ``p_i ∝ scores_i`` (uniform if all are 0),
     and their unbiased weights ``1 / (n p_i)``: ``E[w * x] = mean(x)`` over the n candidates."""
     n = int(scores.numel())

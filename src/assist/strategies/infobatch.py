@@ -33,7 +33,8 @@ class InfoBatchOptions(StrategyOptions):
     delta: float = Field(default=0.875, gt=0.0, le=1.0)  # fraction of epochs that prune
 
 
-def infobatch_prune(scores: torch.Tensor, ratio: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def infobatch_prune(scores: torch.Tensor, ratio: float,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One pruning decision over the whole data set.
 
     Returns ``(keep, weights)``: a bool mask of the samples kept and their loss weights

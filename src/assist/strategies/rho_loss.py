@@ -10,9 +10,10 @@ every training sample is computed once. Each step scores a raw batch of
 samples of highest ``loss - irreducible_loss``.
 
 The IL losses are cached per data set (content fingerprint), seed, holdout fraction and IL
-config in the cache directory (``$ASSIST_CACHE_DIR``, never the data directory), so twins and repeated runs do not retrain the IL
-model. The IL model's cost (samples trained and scored, seconds) is recorded in the metrics
-row of the epoch that prepared it (``rho_il_*``), including when it came from the cache.
+config in the cache directory (``$ASSIST_CACHE_DIR``, never the data directory), so twins and
+repeated runs do not retrain the IL model. The IL model's cost (samples trained and scored,
+seconds) is recorded in the metrics row of the epoch that prepared it (``rho_il_*``), including
+when it came from the cache.
 """
 
 from __future__ import annotations

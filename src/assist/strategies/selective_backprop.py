@@ -108,7 +108,8 @@ class SelectiveBackprop(Strategy):
     def epoch_mode(self, epoch: int) -> str:
         if epoch <= self.options.prime_epochs:
             return "prime"
-        if self.options.staleness and self.last_scored_epoch and epoch - self.last_scored_epoch <= self.options.staleness:
+        stale_ok = epoch - self.last_scored_epoch <= self.options.staleness
+        if self.options.staleness and self.last_scored_epoch and stale_ok:
             return "stale"
         return "fresh"
 
