@@ -55,6 +55,11 @@ def test_config_file_and_overrides(tmp_path):
     (["dataset=nope"], "nope"),
     (["device=cuda:0"], "CUDA is not available"),
     (["--config", "/no/such.yaml"], "/no/such.yaml"),
+    # the thesis's flags choose among its four strategies: beside a peer method they contradict it
+    (["strategy=infobatch", "epoch_filtering=true", "batch_filtering=true"],
+     "strategy='infobatch' conflicts with epoch_filtering=True, batch_filtering=True"),
+    (["strategy=random_subset", "epoch_filtering=true"],
+     "strategy='random_subset' conflicts with epoch_filtering=True, batch_filtering=False"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, fragment):
     out = tmp_path / "run"

@@ -2,7 +2,9 @@
 
 import pytest
 
-from assist.config import ConfigError, TrainConfig, apply_overrides
+from assist.config import ConfigError, apply_overrides
+from assist.strategies import build_strategy
+from assist.strategies.filtering import BatchwiseParams
 from assist.api import make_config
 from assist.validation import twin_config
 
@@ -53,9 +55,9 @@ def test_overrides_are_typed_from_yaml():
 
 
 def test_gamma_defaults_follow_the_scheduler():
-    assert make_config({"lr_scheduler": "exponential"}).resolved_gamma == 0.995
-    assert make_config({"lr_scheduler": "multistep"}).resolved_gamma == 0.1
-    assert make_config({"lr_scheduler": "multistep", "gamma": 0.5}).resolved_gamma == 0.5
+    assert make_config({"lr_scheduler": "exponential"}).config.resolved_gamma == 0.995
+    assert make_config({"lr_scheduler": "multistep"}).config.resolved_gamma == 0.1
+    assert make_config({"lr_scheduler": "multistep", "gamma": 0.5}).config.resolved_gamma == 0.5
 
 
 def test_twin_resets_strategy_keys_only():
@@ -63,13 +65,14 @@ def test_twin_resets_strategy_keys_only():
                           "rng_seed": 7, "accumulation_batch_size": 48})
     twin = twin_config(config)
     assert twin.strategy == "archetype" and not twin.batch_filtering
-    assert twin.filter == TrainConfig.model_fields["filter"].default
+    assert twin.filter == BatchwiseParams.model_fields["filter"].default
     assert (twin.batch_size, twin.rng_seed) == (12, 7)
 
 
 def test_accumulation_batch_size_defaults_to_batch_size():
-    assert make_config({"batch_size": 20}).raw_batch_size == 20
-    assert make_config({"batch_size": 20, "accumulation_batch_size": 50, "batch_filtering": True}).raw_batch_size == 50
+    assert build_strategy(make_config({"batch_size": 20, "batch_filtering": True})).raw_batch_size() == 20
+    run = make_config({"batch_size": 20, "accumulation_batch_size": 50, "batch_filtering": True})
+    assert build_strategy(run).raw_batch_size() == 50
 
 
 def test_archetype_configs_are_canonical():
@@ -80,3 +83,26 @@ def test_archetype_configs_are_canonical():
         make_config({"accumulation_batch_size": 128, "filter": "soft", "batch_size": 12})
     twin = twin_config(make_config({"batch_filtering": True, "accumulation_batch_size": 128, "batch_size": 12}))
     assert twin.model_dump() == make_config({"batch_size": 12}).model_dump()
+
+
+def test_every_key_is_described_once():
+    """``describe_keys`` (what ``assist keys`` lists) names every key with its meaning, and says
+    which strategies take a strategy key."""
+    from assist.strategies.resolve import describe_keys, flat_keys
+
+    rows = describe_keys()
+    assert [row["key"] for row in rows] == list(flat_keys())
+    assert [row["key"] for row in rows if not row["meaning"]] == []
+    by_key = {row["key"]: row for row in rows}
+    assert by_key["select_k"]["strategies"] == ("batchwise", "epoch_batchwise", "epochwise")
+    assert by_key["learning_rate"]["strategies"] == () and by_key["learning_rate"]["default"] == 0.05
+    assert "infobatch" in by_key["strategy_options"]["strategies"]
+
+
+def test_a_resolved_run_copied_with_changes_is_resolved_anew():
+    run = make_config({"strategy": "batchwise", "select_k": 8, "selector": "top_k", "learning_rate": 0.01})
+    copy = run.model_copy(update={"learning_rate": 0.1, "select_k": 4})
+    assert (copy.learning_rate, copy.options.select_k, copy.strategy) == (0.1, 4, "batchwise")
+    assert run.learning_rate == 0.01
+    with pytest.raises(ConfigError, match="selector='top_k', select_k=8.0, fill_random=True: no effect for strategy 'archetype'"):
+        run.model_copy(update={"strategy": "archetype", "batch_filtering": False})

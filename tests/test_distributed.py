@@ -308,6 +308,6 @@ def test_the_workers_die_with_a_sigkilled_launcher(tmp_path):
     victim.wait()
     gone, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, [w.cmdline() for w in alive]
-    from assist.experiments.locks import lock_holder
+    from assist.tracking.locks import lock_holder
 
     assert lock_holder(tmp_path / "run" / ".assist.lock") is None

@@ -82,7 +82,7 @@ class KeepFirst(Strategy):
         return LoopNeeds(scores=True, accumulate=True, starved_epoch=self.config.starved_epoch)
 
     def raw_batch_size(self):
-        return self.config.raw_batch_size
+        return self.config.accumulation_batch_size or self.config.batch_size
 
     def select(self, batch, scores, ctx):
         return Selection(keep=torch.arange(min(self.per_batch, len(batch))))

@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from assist.experiments.locks import RunLock, lock_holder
+from assist.tracking.locks import RunLock, lock_holder
 from assist.experiments.runner import RunTask, run_task
 
 HOLD = """
 import sys, time
-from assist.experiments.locks import RunLock
+from assist.tracking.locks import RunLock
 lock = RunLock(sys.argv[1])
 assert lock.acquire()
 print("held", flush=True)

@@ -21,7 +21,7 @@ submitit = pytest.importorskip("submitit", reason="the cluster extra (submitit) 
 
 from assist.api import train  # noqa: E402
 from assist.experiments import slurm  # noqa: E402
-from assist.experiments.locks import lock_holder  # noqa: E402
+from assist.tracking.locks import lock_holder  # noqa: E402
 from assist.experiments.spec import SlurmOptions  # noqa: E402
 from assist.experiments.sweep import plan_sweep, run_sweep  # noqa: E402
 from assist.tracking import RunStore  # noqa: E402

@@ -107,7 +107,7 @@ def test_dotted_keys_set_strategy_options_entries():
      "experiments.e sets 'learning_rate', which the grid already varies"),
     ({"base": BASE, "grid": {"learning_rate": [0.1, "fast"]}}, "learning_rate: Input should be a valid number"),
     ({"base": BASE, "experiments": {"clash": {"strategy": "epochwise", "batch_filtering": True}}},
-     "experiment 'clash', run with strategy='epochwise', batch_filtering=True: config: strategy='epochwise' conflicts"),
+     "experiment 'clash', run with strategy='epochwise', batch_filtering=True: strategy='epochwise' conflicts"),
     ({"base": BASE, "slurm": {"partition": "gpu", "mem": "lots"}}, "slurm.mem: 'lots' is not a Slurm memory size"),
     ({"base": BASE, "slurm": {"gpu": 1}}, "unknown key 'slurm.gpu' (did you mean 'gpus'?)"),
     ({"base": BASE, "slurm": {"time": "2 hours"}}, "slurm.time"),

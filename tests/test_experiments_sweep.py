@@ -13,7 +13,7 @@ from assist.api import train
 from assist.cli import main
 from assist.events import Callback
 from assist.experiments.local import LocalPool
-from assist.experiments.locks import lock_holder
+from assist.tracking.locks import lock_holder
 from assist.experiments.runner import RunTask
 from assist.experiments.spec import SpecError
 from assist.experiments.sweep import check_models_fit, describe_plan, plan_sweep, run_sweep

@@ -93,49 +93,51 @@ def test_compile_trains_like_the_plain_model(data):
 
 # ---------------------------------------------------------------- score_every
 def _step(model, score_every=2, n=12, classes=3):
+    from assist.engine.scoring import Scorer
     from assist.engine.step import SelectionStep
-    from assist.strategies import build_strategy
+    from assist.strategies import StrategyContext, build_strategy
 
     g = torch.Generator().manual_seed(0)
     xs, ys = torch.randn(n, 4, generator=g), torch.randint(0, classes, (n,), generator=g)
     strategy = build_strategy(make_config({"strategy": "batchwise", "batch_size": 4}))
-    step = SelectionStep(strategy, num_samples=n, batch_size=4, epochs=5, shuffle_generator=torch.Generator(),
-                         select_generator=torch.Generator(), fetch=lambda i: (xs[i], ys[i]), eval_batch_size=8,
-                         model=model, num_classes=classes, score_every=score_every)
-    return step, xs, ys
+    fetch = lambda i: (xs[i], ys[i])  # noqa: E731
+    scorer = Scorer(model, fetch=fetch, eval_batch_size=8, num_samples=n, score_every=score_every)
+    context = StrategyContext(num_samples=n, batch_size=4, epochs=5, shuffle_generator=torch.Generator(),
+                              select_generator=torch.Generator(), score_indices=scorer.score_indices)
+    return SelectionStep(strategy, context, scorer, fetch=fetch), xs, ys
 
 
 def test_score_every_reuses_exactly_the_recorded_logits_while_they_are_young():
     model = torch.nn.Linear(4, 3)
     step, xs, ys = _step(model)
     everything = torch.arange(12)
-    step.epoch = 1
-    first = step.score_batch(everything, xs, ys)
+    step.epoch = step.scorer.epoch = 1
+    first = step.scorer.score_batch(everything, xs, ys)
     assert step.counters.samples_scored == 12 and step.counters.samples_reused == 0
     with torch.no_grad():
         model.weight.add_(1.0)  # a fresh forward would now give other logits
-    step.epoch = 2  # one epoch old: reused, no forward
-    second = step.score_batch(everything, xs, ys)
+    step.epoch = step.scorer.epoch = 2  # one epoch old: reused, no forward
+    second = step.scorer.score_batch(everything, xs, ys)
     assert torch.equal(second.logits, first.logits) and step.counters.samples_scored == 12
     assert step.counters.samples_reused == 12
     assert torch.allclose(second.losses, torch.nn.functional.cross_entropy(first.logits, ys, reduction="none"))
-    step.epoch = 3  # two epochs old: scored again, with the changed model
-    third = step.score_batch(everything, xs, ys)
+    step.epoch = step.scorer.epoch = 3  # two epochs old: scored again, with the changed model
+    third = step.scorer.score_batch(everything, xs, ys)
     assert step.counters.samples_scored == 24
     assert torch.allclose(third.logits, model(xs).detach()) and not torch.allclose(third.logits, first.logits)
     # a training forward is a record too: only the others are scored
-    step.epoch = 5
+    step.epoch = step.scorer.epoch = 5
     step.feedback(torch.arange(4), torch.zeros(4), torch.full((4, 3), 7.0), ys[:4])
-    mixed = step.score_batch(everything, xs, ys)
+    mixed = step.scorer.score_batch(everything, xs, ys)
     assert step.counters.samples_scored == 24 + 8 and step.counters.samples_reused == 12 + 4
     assert torch.equal(mixed.logits[:4], torch.full((4, 3), 7.0))
 
 
 def test_score_every_one_records_nothing():
     step, xs, ys = _step(torch.nn.Linear(4, 3), score_every=1)
-    assert step.memory is None
-    step.epoch = 1
-    step.score_batch(torch.arange(12), xs, ys)
+    assert step.scorer.memory is None
+    step.epoch = step.scorer.epoch = 1
+    step.scorer.score_batch(torch.arange(12), xs, ys)
     assert "scores_reused_share" not in step.stats()
 
 

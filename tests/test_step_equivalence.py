@@ -4,6 +4,7 @@ strategy (a strategy added to the registry is covered here without a line change
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from pathlib import Path
@@ -25,11 +26,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "assist"
 RUN_KEYS = {"epochs", "batch_size", "rng_seed", "strategy", "data_augmentation", "model", "learning_rate"}
 
 
-def counters(row: dict) -> dict:
-    """A metrics row's selection counters and strategy numbers, without times."""
+def counters(row: dict, full: bool = False) -> dict:
+    """A metrics row's selection counters and strategy numbers, without times (``full``: with
+    the accumulation statistics and the reused scores)."""
     keys = ("steps", "samples_scored", "samples_trained", "raw_batches", "accepted", "acceptance_ratio",
             "raw_batches_per_step", "overflow_discarded", "buffered")
-    picked = {k: row[k] for k in keys}
+    if full:
+        keys += ("raw_batches_per_batch_mean", "raw_batches_per_batch_max", "overflow_per_batch", "scores_reused")
+    picked = {k: row.get(k) for k in keys}
     picked.update({k: v for k, v in row.items() if k.split("_")[0] in ("infobatch", "sb", "rho", "is", "osgd", "divbs",
                                                                       "subset", "epoch") and not k.endswith(("_s", "_cached"))
                    and k not in ("epoch", "epoch_time_s")})
@@ -84,18 +88,52 @@ def test_a_pickled_selector_carries_on_like_the_original(name, toy_data, tmp_pat
         assert torch.equal(expected, got), f"{name}: parameter {key} differs after the pickled copies"
 
 
+def resumed_from_state(selector: Selector, model, optimizer):
+    """A Selector built afresh with the same arguments and loaded from the original's state,
+    as a user's loop resumes from its checkpoint (the state goes through torch.save)."""
+    buffer = io.BytesIO()
+    torch.save(selector.state_dict(), buffer)
+    buffer.seek(0)
+    run = selector.config
+    fresh = Selector(run.strategy, selector.dataset, batch_size=run.batch_size, epochs=run.epochs,
+                     seed=run.rng_seed, data=selector._reference_data, **{k: getattr(run, k) for k in SET_OPTIONS})
+    fresh.load_state_dict(torch.load(buffer, weights_only=False))
+    return fresh, model, optimizer
+
+
+SET_OPTIONS = ("score_every",)   # the options these tests give a Selector
+
+
+@pytest.mark.parametrize("score_every", [1, 2])
 @pytest.mark.parametrize("name", STRATEGIES.names())
-def test_trainer_and_selector_loop_agree(name, toy_data, tmp_path, monkeypatch):
+def test_a_selector_resumed_from_its_state_carries_on_like_the_original(name, score_every, toy_data, tmp_path,
+                                                                        monkeypatch):
+    """Resumed from ``state_dict`` after every epoch (the step's whole state: the strategy, the
+    batch being gathered and the raw batches it consumed, the score record), a Selector makes
+    the decisions of one that ran straight through, and the weights end equal."""
+    monkeypatch.setenv("ASSIST_CACHE_DIR", str(tmp_path))
+    values = {"strategy": name, "epochs": 3, "batch_size": 16, "rng_seed": 5, "data_augmentation": False,
+              "model": "fcnet100", "learning_rate": 0.05, "score_every": score_every}
+    model, stats = selector_loop(values, toy_data, epochs=3)
+    resumed, resumed_stats = selector_loop(values, toy_data, epochs=3, between=resumed_from_state)
+    assert [counters(row, full=True) for row in resumed_stats] == [counters(row, full=True) for row in stats]
+    for (key, expected), got in zip(model.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(expected, got), f"{name}: parameter {key} differs after resuming"
+
+
+@pytest.mark.parametrize("score_every", [1, 2])
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_trainer_and_selector_loop_agree(name, score_every, toy_data, tmp_path, monkeypatch):
     monkeypatch.setenv("ASSIST_CACHE_DIR", str(tmp_path))  # RHO-LOSS's reference-model cache
     # fcnet100 is also the model name a Selector assumes (RHO-LOSS's reference model is one)
     values = {"strategy": name, "epochs": 3, "batch_size": 16, "rng_seed": 5, "data_augmentation": False,
-              "model": "fcnet100", "learning_rate": 0.05}
+              "model": "fcnet100", "learning_rate": 0.05, "score_every": score_every}
     reference = Trainer(make_config(values), toy_data)
     history = reference.fit().history
     model, stats = selector_loop(values, toy_data, epochs=3)
     for (key, expected), got in zip(reference.model.state_dict().items(), model.state_dict().values()):
         assert torch.equal(expected, got), f"{name}: parameter {key} differs from the built-in trainer's"
-    assert [counters(row) for row in history] == [counters(row) for row in stats]
+    assert [counters(row, full=True) for row in history] == [counters(row, full=True) for row in stats]
     assert sum(row["samples_trained"] for row in history) > 0
 
 

@@ -66,7 +66,7 @@ def test_run_and_twin_share_initial_weights_and_first_shuffle(name, toy_data):
     plans = []
     for cfg in (config, twin):
         trainer = Trainer(cfg, toy_data)
-        g = trainer.step.context.shuffle_generator
+        g = trainer.selection.context.shuffle_generator
         plans.append(torch.randperm(toy_data.num_train, generator=g))
     assert torch.equal(plans[0], plans[1])
 
@@ -141,14 +141,14 @@ def test_epochwise_replay_trains_on_the_view_it_scored(toy_data):
                             epoch_filter_augmentation=mode)
         capture = Capture()
         trainer = Trainer(config, toy_data, callbacks=[capture])
-        original = trainer.step.score_indices
+        original = trainer.selection.scorer.score_indices
 
         def recording(indices):
             for i in indices.tolist():
                 capture.scored[i] = trainer.fetch(indices[indices == i])[0][0].clone()
             return original(indices)
 
-        trainer.step.context.score_indices = recording
+        trainer.selection.context.score_indices = recording
         state = trainer.fit()
         return capture, state
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from assist.config import THESIS_FLAGS, TrainConfig
+from assist.config import TrainConfig
+from assist.strategies.filtering import THESIS_FLAGS
 from assist.models import list_models
 from assist.strategies import STRATEGIES
 

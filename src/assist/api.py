@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-from assist.config import TrainConfig, identity_dump
+from assist.config import TrainConfig
 from assist.data.base import DataError, ImageDataset
 from assist.engine.callbacks import RunRecorder
 from assist.engine.checkpoint import Checkpointer, resume_trainer
@@ -18,19 +18,20 @@ from assist.engine.distributed import Group, cpu_state
 from assist.events import Callback
 from assist.engine.trainer import Trainer, TrainState
 from assist.models import build_model
-from assist.strategies import build_strategy, strategy_keys
+from assist.strategies import ResolvedRun, build_strategy, strategy_keys
+from assist.strategies.resolve import identity_dump
 from assist.tracking import RunStore
 from assist.tracking.trackers import tracker_callbacks
 from assist.validation import twin_config, validate_run
 
 make_config = validate_run  # the public name: a config validated as a whole run
 
-ConfigLike = Union[TrainConfig, dict[str, Any]]
+ConfigLike = Union[ResolvedRun, TrainConfig, dict[str, Any]]
 
 
 @dataclass
 class RunResult:
-    config: TrainConfig
+    config: ResolvedRun
     state: TrainState
     summary: dict[str, Any]
     path: Optional[Path]
@@ -45,22 +46,23 @@ class RunResult:
         return self.state.history[-1] if self.state.history else {}
 
 
-def as_config(config: ConfigLike) -> TrainConfig:
-    """A validated config (``assist.validation.validate_run``) from a mapping or a config."""
+def as_config(config: ConfigLike) -> ResolvedRun:
+    """The resolved run (``assist.validation.validate_run``) of a mapping, or the run itself."""
     return validate_run(config)
 
 
-def config_hash(config: TrainConfig) -> str:
-    """Stable identity of a resolved config (independent of key order)."""
-    text = json.dumps(identity_dump(config.model_dump(mode="json")), sort_keys=True)
+def config_hash(config: ResolvedRun) -> str:
+    """Stable identity of a resolved run (independent of key order)."""
+    text = json.dumps(identity_dump(config.flat(mode="json")), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def run_name(config: TrainConfig) -> str:
-    return f"{config.dataset.replace(':', '_').replace('/', '_')}-{config.model}-{config.strategy}-seed{config.rng_seed}-{config_hash(config)}"
+def run_name(config: ResolvedRun) -> str:
+    dataset = config.dataset.replace(":", "_").replace("/", "_")
+    return f"{dataset}-{config.model}-{config.strategy}-seed{config.rng_seed}-{config_hash(config)}"
 
 
-def load_data(config: TrainConfig) -> ImageDataset:
+def load_data(config: Union[ResolvedRun, TrainConfig]) -> ImageDataset:
     from assist.data import load_dataset
 
     return load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
@@ -92,7 +94,7 @@ def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bo
     return result
 
 
-def _train(config: TrainConfig, out: Union[str, Path, None], restart: bool, data: Optional[ImageDataset],
+def _train(config: ResolvedRun, out: Union[str, Path, None], restart: bool, data: Optional[ImageDataset],
            callbacks: Iterable[Callback], group: Group) -> RunResult:
     if data is None:  # rank 0 first: a download or a bad data set happens (or fails) once
         data = group.first(lambda: load_data(config))
@@ -129,7 +131,7 @@ def _train(config: TrainConfig, out: Union[str, Path, None], restart: bool, data
     return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path, resumed_from=epoch)
 
 
-def _open_store(store: RunStore, config: TrainConfig, restart: bool):
+def _open_store(store: RunStore, config: ResolvedRun, restart: bool):
     """Check the run directory, lock it, and create it or check that it resumes this config;
     the lock, and whether the run resumes."""
     store.check_usable(restart=restart)
@@ -141,16 +143,16 @@ def _open_store(store: RunStore, config: TrainConfig, restart: bool):
                 warnings.warn(f"{store.path}: config.yaml was missing; rebuilt from checkpoint {rebuilt}")
         resume = store.exists and not restart
         if resume:
-            store.check_resumable(config.model_dump(mode="json"))
+            store.check_resumable(config.flat(mode="json"))
         else:
-            store.create(config.model_dump(mode="json"), restart=restart)
+            store.create(config.flat(mode="json"), restart=restart)
     except BaseException:
         lock.release()
         raise
     return lock, resume
 
 
-def _follow(config: TrainConfig, data: ImageDataset, model, strategy, callbacks: list, group: Group,
+def _follow(config: ResolvedRun, data: ImageDataset, model, strategy, callbacks: list, group: Group,
             out: Path) -> RunResult:
     """A rank other than 0 of a data-parallel run: the same steps as rank 0, writing nothing."""
     group.first(lambda: None)   # rank 0's run directory (or its error)
@@ -169,12 +171,12 @@ def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[
     ``config``, e.g. ``accumulation_batch_size``, apply to every variant and must be taken by
     each); keys of the result are readable labels, the archetype first. Every run is validated
     before the first one trains."""
-    values = config.model_dump(exclude_unset=True) if isinstance(config, TrainConfig) else dict(config)
+    values = _given(config)
     taken = set(strategy_keys())
     shared = validate_run({k: v for k, v in values.items() if k not in taken})
-    runs: dict[str, TrainConfig] = {"archetype": twin_config(shared)}
+    runs: dict[str, ResolvedRun] = {"archetype": twin_config(shared)}
     for overrides in strategies:
-        layer = dict(overrides) if not isinstance(overrides, TrainConfig) else overrides.model_dump(exclude_unset=True)
+        layer = _given(overrides)
         merged = {**values, **layer}
         if "strategy" not in layer:
             merged["strategy"] = None
@@ -190,14 +192,24 @@ def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[
     return results
 
 
-def strategy_label(config: TrainConfig) -> str:
+def _given(config: ConfigLike) -> dict[str, Any]:
+    """The keys a mapping or a run sets: a run's own keys as given, its strategy keys away from their defaults."""
+    if isinstance(config, ResolvedRun):
+        options = {**config.options.model_dump(exclude_unset=True), "strategy_options": config.strategy_options}
+        return {**config.config.model_dump(exclude_unset=True), "strategy": config.strategy, **options}
+    if isinstance(config, TrainConfig):
+        return config.model_dump(exclude_unset=True)
+    return dict(config)
+
+
+def strategy_label(config: ResolvedRun) -> str:
     """A short readable name of what makes a run strategic (the report's label for it alone)."""
     from assist.report.keys import strategy_labels
 
-    return strategy_labels({"run": config.model_dump(mode="json")})["run"]
+    return strategy_labels({"run": config.flat(mode="json")})["run"]
 
 
-def apply_threads(config: TrainConfig) -> None:
+def apply_threads(config: Union[ResolvedRun, TrainConfig]) -> None:
     """``num_threads`` is process-wide, so the entry points apply it (the CLI, ``train``, sweep
     workers), never a Trainer."""
     if config.num_threads:
@@ -206,5 +218,5 @@ def apply_threads(config: TrainConfig) -> None:
         torch.set_num_threads(config.num_threads)
 
 
-__all__ = ["RunResult", "TrainConfig", "compare", "config_hash", "load_data", "make_config",
+__all__ = ["ResolvedRun", "RunResult", "TrainConfig", "compare", "config_hash", "load_data", "make_config",
            "run_name", "strategy_label", "train", "DataError"]

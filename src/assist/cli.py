@@ -124,7 +124,7 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: Optional
     import time
 
     from assist.api import compare as compare_runs
-    from assist.config import make_config
+    from assist.strategies.resolve import strategy_name
     from assist.engine.callbacks import ProgressReporter
     from assist.tables import comparison_table, cost_table, headline, run_cost
 
@@ -133,7 +133,7 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: Optional
     flags = {flag: values.pop(flag) for flag in ("epoch_filtering", "batch_filtering") if flag in values}
     if strategies is None:
         if chosen is None and flags:  # the thesis's flags name the strategy to compare
-            chosen = make_config(flags).strategy
+            chosen = strategy_name(flags)
         strategies = chosen or "batchwise"
     elif chosen is not None or flags:
         raise ConfigError("compare: give the strategies either with --strategies or as strategy=..., not both")

@@ -1,7 +1,8 @@
-"""The run configuration: one flat, typed, validated mapping.
+"""The run's own keys: data, model, optimisation, speed and bookkeeping, typed and validated.
 
 Keys follow the thesis (Table 4.1) where it names them; every default lives here with a
-one-line reason. Unknown keys are rejected with the valid ones listed.
+one-line reason. The sampling strategies declare their own keys (assist.strategies), and
+assist.strategies.resolve joins both into the one flat mapping a user writes.
 """
 
 from __future__ import annotations
@@ -18,15 +19,21 @@ class ConfigError(ValueError):
     """A config could not be built; the message names the key and the problem."""
 
 
-# The thesis's two flags (epoch_filtering, batch_filtering) and the strategy each pair selects.
-THESIS_FLAGS: dict[str, tuple[bool, bool]] = {
-    "archetype": (False, False), "epochwise": (True, False),
-    "batchwise": (False, True), "epoch_batchwise": (True, True),
-}
-_STRATEGY_OF_FLAGS = {flags: name for name, flags in THESIS_FLAGS.items()}
+def refuse_booleans_for_numbers(model: type[BaseModel], values: Any) -> Any:
+    """YAML reads ``true`` as a bool, which pydantic would take as 1: refuse it for numbers."""
+    if isinstance(values, dict):
+        for key, value in values.items():
+            field = model.model_fields.get(key)
+            if isinstance(value, bool) and field is not None and "bool" not in str(field.annotation):
+                raise ValueError(f"{key}: expected a number, got the boolean {value!r}")
+    return values
 
 
 class TrainConfig(BaseModel):
+    """The run's own keys: data, model, optimisation, speed and bookkeeping. The keys of the
+    sampling strategies are declared by the strategies themselves (assist.strategies)."""
+
+
     # numbers must be finite: an infinite learning rate is bad input, not a later divergence
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -76,10 +83,6 @@ class TrainConfig(BaseModel):
                                                                 "data set's default")
     augmentation_recipe: Literal["thesis", "light"] = Field(
         "thesis", description="thesis: flip, affine, padded crop, colour jitter; light: flip and padded crop")
-    # epochwise filtering stores indices, so by default a sample is trained on a fresh view,
-    # not the one it was scored on ("soft", the thesis); "replay" reuses the scored view
-    epoch_filter_augmentation: Literal["fresh", "replay"] = Field(
-        "fresh", description="epochwise: train a sample on a fresh augmented view, or replay the scored one")
     rng_seed: int = Field(default=0, ge=0, lt=2**63, description="seed of every random stream (weights, "
                                                                  "order, augmentation, selection)")
     device: str = Field("cpu", description="cpu, cuda or cuda:N")
@@ -92,68 +95,9 @@ class TrainConfig(BaseModel):
     compile: bool = Field(False, description="torch.compile(model, dynamic=True)")
     score_every: int = Field(default=1, ge=1, description="n > 1: reuse scores less than n epochs old "
                                                           "instead of scoring again")
+    # data-parallel runs (docs/distributed.md): BatchNorm statistics over the whole batch
     sync_batchnorm: bool = Field(False, description="data-parallel runs: BatchNorm statistics over the whole "
                                                     "batch (docs/distributed.md)")
-    # --- strategy
-    strategy: Optional[str] = Field(None, description="the sampling strategy or a preset; unset: chosen by "
-                                                      "epoch_filtering and batch_filtering")
-    epoch_filtering: bool = Field(False, description="the thesis's flag: filter the shuffled data set at each "
-                                                     "epoch start (Algorithm 8)")
-    batch_filtering: bool = Field(False, description="the thesis's flag: filter each raw batch "
-                                                     "(Algorithms 9/10)")
-    batch_accumulation: bool = Field(True, description="gather filtered samples into full batches; false: "
-                                                       "train each filtered raw batch (Algorithm 9)")
-    # raw batch size; None: batch_size; "auto": estimated from the recent acceptance ratio so
-    # that one raw batch yields about one training batch (thesis 5.2.2), at most the max below
-    accumulation_batch_size: Optional[Union[int, Literal["auto"]]] = Field(
-        None, description="raw batch size, or auto (one raw batch yields about one batch); unset: batch_size")
-    # auto's upper bound; None: 4x batch_size (larger scoring batches cost more per sample on a
-    # CPU: docs/benchmarks.md, "Adaptive raw batch size"; on a GPU a larger bound may pay)
-    accumulation_batch_size_max: Optional[int] = Field(default=None, gt=0, description="upper bound of "
-                                                       "accumulation_batch_size=auto; unset: 4 x batch_size")
-    filter: Literal["hard", "soft", "none"] = Field(
-        "hard", description="hard: keep misclassified samples; soft: and near misses (soft_margin); none: all")
-    soft_margin: float = Field(0.1, description="soft filter: keep a correct sample whose top-two "
-                                                "probabilities differ by at most this, in (0, 1)")
-    selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = Field(
-        None, description="a loss selector applied to what passed the filter; unset: none")
-    select_k: Optional[float] = Field(default=None, gt=0, description="top_k, loss_weighted, q_split: "
-                                                                      "samples kept, a count (>= 1) or a fraction (< 1)")
-    select_q: float = Field(default=0.5, ge=0, le=1, description="top_q: keep losses at or above this quantile")
-    select_p: float = Field(default=2.0, gt=0, description="q_split: power of the losses (at the first epoch)")
-    select_p_end: Optional[float] = Field(default=None, gt=0, description="q_split: the power at the last "
-                                                                          "epoch; unset: constant select_p")
-    select_p_schedule: Literal["linear", "cosine"] = Field(
-        "linear", description="how select_p moves to select_p_end")
-    select_buckets: int = Field(default=2, ge=2, description="q_split: number of loss buckets")
-    # q-split buckets: "prose" (thesis 3.2.1, docs/thesis.md) or the pseudo-code's "literal" cut
-    select_split: Literal["prose", "literal"] = Field(
-        "prose", description="q_split: cut buckets as the thesis's prose says, or as its pseudo-code")
-    # q-split: a short bucket's shortfall is drawn from the others ("share"), or not ("literal",
-    # Algorithm 4 as printed); docs/thesis.md
-    select_quota: Literal["share", "literal"] = Field(
-        "share", description="q_split: a short bucket's shortfall is drawn from the others, or not (literal)")
-    # fill to k with random samples when fewer pass the filter and selector ("defaulting back to
-    # SGD", the thesis's go-to, 3.2.1); None: on exactly when select_k is set (resolved below)
-    fill_random: Optional[bool] = Field(None, description="fill up to select_k with random samples when too "
-                                                          "few pass; unset: on when select_k is set")
-    # epoch + batch filtering: the epoch level's own filter and selector (None: the batch level's)
-    epoch_filter: Optional[Literal["hard", "soft", "none"]] = Field(
-        None, description="epoch+batch filtering: the epoch level's filter; unset: filter")
-    epoch_soft_margin: Optional[float] = Field(default=None, gt=0, lt=1, description="the epoch level's "
-                                                                                     "soft_margin; unset: soft_margin")
-    epoch_selector: Optional[Literal["none", "top_k", "top_q", "loss_weighted", "q_split"]] = Field(
-        None, description="the epoch level's selector; unset: selector")
-    epoch_select_k: Optional[float] = Field(default=None, gt=0, description="the epoch level's select_k; "
-                                                                            "unset: select_k")
-    overflow: Literal["discard", "carry"] = Field(
-        "discard", description="accepted samples beyond a full batch: discard (the thesis) or carry them over")
-    starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = Field(
-        "wait", description="an epoch that accepts less than a batch: wait, partial, fill_random or stop")
-    scoring_mode: Literal["eval", "train"] = Field("eval", description="module mode of the no-grad scoring "
-                                                                       "forward")
-    strategy_options: dict[str, Any] = Field(default_factory=dict, description="the peer strategies' "
-                                             "options: strategy_options.KEY=value")
     # --- evaluation and bookkeeping
     train_eval_subset: Optional[int] = Field(default=None, gt=0, description="train metrics on this many "
                                              "training samples; unset: the whole training set")
@@ -161,33 +105,14 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(default=1024, gt=0, description="batch size of evaluation and epoch scoring")
     num_threads: Optional[int] = Field(default=None, gt=0, description="torch threads; unset: torch's default")
     checkpoint_every: int = Field(default=1, gt=0, description="write a checkpoint every n epochs")
+    # mirror the run directory (optional extras)
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=list, description="mirror the run into these trackers while it trains (optional extras)")
 
     @model_validator(mode="before")
     @classmethod
     def _no_booleans_for_numbers(cls, values: Any) -> Any:
-        """YAML reads ``true`` as a bool, which pydantic would take as 1: refuse it for numbers."""
-        if isinstance(values, dict):
-            for key, value in values.items():
-                field = cls.model_fields.get(key)
-                if isinstance(value, bool) and field is not None and "bool" not in str(field.annotation):
-                    raise ValueError(f"{key}: expected a number, got the boolean {value!r}")
-        return values
-
-    @field_validator("soft_margin")
-    @classmethod
-    def _margin_in_open_unit_interval(cls, value: float) -> float:
-        if not 0.0 < value < 1.0:
-            raise ValueError("must lie in (0, 1)")
-        return value
-
-    @field_validator("select_k")
-    @classmethod
-    def _count_or_fraction(cls, value: Optional[float]) -> Optional[float]:
-        if value is not None and value >= 1 and value != int(value):
-            raise ValueError("must be a whole count (>= 1) or a fraction below 1")
-        return value
+        return refuse_booleans_for_numbers(cls, values)
 
     @model_validator(mode="after")
     def _optimizer_options(self) -> "TrainConfig":
@@ -226,49 +151,6 @@ class TrainConfig(BaseModel):
             raise ValueError("must be a positive count or a list of class ids")
         return value
 
-    @model_validator(mode="after")
-    def _resolve_strategy(self) -> "TrainConfig":
-        """The thesis's two flags name the four thesis strategies; an explicit ``strategy``
-        must agree with them. Whether a strategy exists and which keys it takes is checked by
-        ``assist.validation.validate_run`` (this module knows no strategies)."""
-        derived = _STRATEGY_OF_FLAGS[(self.epoch_filtering, self.batch_filtering)]
-        if self.strategy is None:
-            object.__setattr__(self, "strategy", derived)
-        elif self.strategy in THESIS_FLAGS and self.strategy != derived and (
-            self.epoch_filtering or self.batch_filtering
-        ):
-            raise ValueError(
-                f"strategy={self.strategy!r} conflicts with epoch_filtering={self.epoch_filtering}, "
-                f"batch_filtering={self.batch_filtering} (which select {derived!r})"
-            )
-        if self.strategy in THESIS_FLAGS:
-            epoch_filtering, batch_filtering = THESIS_FLAGS[self.strategy]
-            object.__setattr__(self, "epoch_filtering", epoch_filtering)
-            object.__setattr__(self, "batch_filtering", batch_filtering)
-        return self
-
-    @model_validator(mode="after")
-    def _resolve_fill_random(self) -> "TrainConfig":
-        """Unset, the fill is on when a count selector asks for k samples (the thesis's go-to)
-        and off otherwise; stored resolved, so run directories written when the default was
-        off keep their value and their identity (docs/thesis.md)."""
-        if self.fill_random is None:
-            object.__setattr__(self, "fill_random", _RESOLVED_DEFAULTS["fill_random"](self))
-        return self
-
-    @field_validator("accumulation_batch_size")
-    @classmethod
-    def _positive_or_auto(cls, value: Any) -> Any:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("must be a positive count or 'auto'")
-        return value
-
-    @property
-    def raw_batch_size(self) -> int:
-        """The fixed raw batch size (``batch_size`` when unset; the first estimate under auto)."""
-        size = self.accumulation_batch_size
-        return self.batch_size if size in (None, "auto") else size
-
     @property
     def resolved_gamma(self) -> float:
         if self.gamma is not None:
@@ -294,7 +176,8 @@ def did_you_mean(key: str, valid: Iterable[str]) -> str:
 
 def unknown_config_key(loc: tuple) -> str:
     key = ".".join(str(p) for p in loc)
-    return f"unknown key {key!r}{did_you_mean(key, TrainConfig.model_fields)}; valid keys: {', '.join(TrainConfig.model_fields)}"
+    keys = TrainConfig.model_fields
+    return f"unknown key {key!r}{did_you_mean(key, keys)}; valid keys: {', '.join(keys)}"
 
 
 def format_validation_error(error: ValidationError, unknown: Callable[[tuple], str] = unknown_config_key) -> str:
@@ -320,41 +203,6 @@ def shorten(text: str, limit: int = 80) -> str:
 def config_default(key: str) -> Any:
     """The default of config key ``key``."""
     return TrainConfig.model_fields[key].get_default(call_default_factory=True)
-
-
-# Keys whose unset default (None) is resolved from other keys when the config is built.
-_RESOLVED_DEFAULTS: dict[str, Callable[[Any], Any]] = {"fill_random": lambda values: values.select_k is not None}
-
-
-def at_default(values: Any, key: str) -> bool:
-    """Whether ``key`` of ``values`` (a config, or a strategy's schema holding the same keys)
-    is what it is when left unset."""
-    value = getattr(values, key)
-    if key in _RESOLVED_DEFAULTS and value is not None:
-        return value == _RESOLVED_DEFAULTS[key](values)
-    return value == config_default(key)
-
-
-# Keys added after the first run-directory format. Run directories written before them lack
-# them; at their defaults they change nothing, so they stay out of a run's identity (its hash)
-# and a stored config without them still resumes (docs/architecture.md, "Run directories").
-ADDED_KEYS: frozenset[str] = frozenset({
-    "accumulation_batch_size_max", "select_p_end", "select_p_schedule", "select_split", "select_quota",
-    "epoch_filter", "epoch_soft_margin", "epoch_selector", "epoch_select_k",
-    "min_learning_rate", "warmup_epochs", "onecycle_start_factor", "onecycle_end_factor", "onecycle_peak_at",
-    "label_smoothing", "grad_clip_norm", "precision", "score_precision", "channels_last", "compile",
-    "score_every", "sync_batchnorm",
-})
-
-
-def identity_dump(values: dict[str, Any]) -> dict[str, Any]:
-    """A resolved config's values without the added keys that sit at their defaults."""
-    return {k: v for k, v in values.items() if not (k in ADDED_KEYS and v == config_default(k))}
-
-
-def with_added_defaults(stored: dict[str, Any]) -> dict[str, Any]:
-    """A stored config (possibly written before the added keys) with their defaults filled in."""
-    return {**{k: config_default(k) for k in ADDED_KEYS}, **stored}
 
 
 def make_config(values: dict[str, Any]) -> TrainConfig:

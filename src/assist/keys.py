@@ -1,10 +1,10 @@
 """``assist keys [PATTERN]``: every config key with its type, default, meaning and the strategies
 that take it.
 
-A thin reader of the schemas that define the keys (docs/architecture.md, "Options"): the run
-config (:class:`assist.config.TrainConfig`) and each registered strategy's ``Params`` schema
-with its ``strategy_options`` model. A key's meaning is its field's ``description``; which
-strategies take a key is which schemas hold it. Nothing about a key is written down here.
+A thin reader of the classes that declare the keys (docs/architecture.md, "Options"): the flat
+keys through :func:`assist.strategies.resolve.describe_keys` (a key's meaning is the comment
+beside its declaration, or its field's ``description``), and each peer strategy's
+``strategy_options`` model. Nothing about a key is written down here.
 """
 
 from __future__ import annotations
@@ -95,36 +95,36 @@ def _info(key: str, field: FieldInfo, taken_by: Optional[tuple[str, ...]], choos
 
 
 def key_infos() -> list[KeyInfo]:
-    """Every key, in the config's order, then the keys only strategy schemas hold, then each
-    ``strategy_options`` entry (one per type, default and meaning, with the strategies that share it)."""
+    """Every key in ``config.yaml``'s order (``assist.strategies.resolve.describe_keys``: type,
+    default, meaning, the strategies taking it), then each ``strategy_options`` entry (one per
+    type, default and meaning, with the strategies that share it)."""
     from assist.strategies import STRATEGIES
-    from assist.strategies.params import SELECTOR_KEYS
+    from assist.strategies.resolve import CHOICE_KEYS, describe_keys
 
-    takers: dict[str, list[str]] = {}
-    fields: dict[str, FieldInfo] = {}
     options: dict[tuple[str, str, str, str], list[str]] = {}
     option_fields: dict[tuple[str, str, str, str], FieldInfo] = {}
     for name in STRATEGIES.names():
-        schema = STRATEGIES.resolve(name).Params
-        for key, field in schema.model_fields.items():
-            if key == "strategy_options":
-                for option, option_field in field.annotation.model_fields.items():
-                    info = _info(f"strategy_options.{option}", option_field, None)
-                    ident = (info.key, info.type, info.default, info.meaning)
-                    options.setdefault(ident, []).append(name)
-                    option_fields[ident] = option_field
-                continue
-            takers.setdefault(key, []).append(name)
-            fields.setdefault(key, field)  # the strategy's own field: its type, default, meaning
+        field = STRATEGIES.resolve(name).Params.model_fields.get("strategy_options")
+        if field is None:
+            continue
+        for option, option_field in field.annotation.model_fields.items():
+            info = _info(f"strategy_options.{option}", option_field, None)
+            ident = (info.key, info.type, info.default, info.meaning)
+            options.setdefault(ident, []).append(name)
+            option_fields[ident] = option_field
     infos = []
-    for key, field in TrainConfig.model_fields.items():
-        if key in SELECTOR_KEYS:
-            infos.append(_info(key, field, (), chooses=True))
-        elif key == "strategy_options":
-            infos.append(_info(key, field, tuple(sorted({n for names in options.values() for n in names}))))
+    for row in describe_keys():
+        key = row["key"]
+        run_key = key in TrainConfig.model_fields
+        field = TrainConfig.model_fields.get(key) if run_key else next(
+            (STRATEGIES.resolve(name).Params.model_fields.get(key) for name in row["strategies"]), None)
+        kind = type_text(field.annotation, field.metadata) if field is not None else row["type"]
+        meaning = row["meaning"] or "(no description)"
+        if key in CHOICE_KEYS:
+            taken, chooses = (), True
         else:
-            infos.append(_info(key, fields.get(key, field), tuple(takers[key]) if key in takers else None))
-    infos += [_info(key, fields[key], tuple(takers[key])) for key in takers if key not in TrainConfig.model_fields]
+            taken, chooses = (None if run_key else tuple(row["strategies"])), False
+        infos.append(KeyInfo(key, kind, value_text(row["default"]), meaning, taken, chooses))
     for ident, names in options.items():  # by strategy, each in its declared order
         infos.append(_info(ident[0], option_fields[ident], tuple(names)))
     return infos

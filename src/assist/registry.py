@@ -35,6 +35,10 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a test's own entry, registered for the test only)."""
+        del self._entries[name]
+
     def register_family(
         self, prefix: str, parse: Callable[[str], Any], examples: list[str]
     ) -> Callable[[Callable[..., T]], Callable[..., T]]:

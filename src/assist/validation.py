@@ -5,7 +5,7 @@ bad run), :func:`assist.api.train` and the :class:`~assist.integration.Selector`
 their configuration through :func:`validate_run`. It checks, in order: the keys and their
 types (:mod:`assist.config`); that the strategy exists; the strategy's own options, owned
 by the strategy's schema, including keys set to no effect for it
-(:mod:`assist.strategies.params`); that the model and data set names exist and the device
+(:mod:`assist.strategies.resolve`); that the model and data set names exist and the device
 is usable. Checks that need the data (does the model take its image size?) run where the
 data is loaded. Every failure is a :class:`~assist.config.ConfigError` of one line that
 names the key.
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Union
 
-from assist.config import THESIS_FLAGS, ConfigError, TrainConfig, config_default, make_config
-from assist.strategies import STRATEGIES, strategy_keys
-from assist.strategies.params import strategy_params
+from assist.config import ConfigError, TrainConfig, config_default
+from assist.strategies import STRATEGIES
+from assist.strategies.resolve import ResolvedRun, resolve_run, twin_of
 
-ConfigLike = Union[TrainConfig, Mapping[str, Any]]
+ConfigLike = Union[ResolvedRun, TrainConfig, Mapping[str, Any]]
 
 
 def _max_loss(values: dict[str, Any]) -> dict[str, Any]:
@@ -41,27 +41,30 @@ def _grad_norm_is(values: dict[str, Any]) -> dict[str, Any]:
 PRESETS = {"max_loss": _max_loss, "grad_norm_is": _grad_norm_is}
 
 
-def validate_run(config: ConfigLike) -> TrainConfig:
-    """The validated config of a run (``config`` itself when it is already a TrainConfig).
-    A preset name (``strategy=max_loss``) becomes its strategy's keys; keys given beside it win."""
-    if not isinstance(config, TrainConfig):
-        values = dict(config)
-        preset = PRESETS.get(values.get("strategy"))  # type: ignore[arg-type]
-        config = make_config(preset(values) if preset else values)
-    if config.strategy not in STRATEGIES:
-        raise ConfigError(f"strategy: unknown strategy {config.strategy!r}; available: "
+def validate_run(config: ConfigLike) -> ResolvedRun:
+    """The resolved run of a flat mapping of keys (``config`` itself when it is already one:
+    a run is validated once). A preset name (``strategy=max_loss``) becomes its strategy's keys;
+    keys given beside it win. A bare TrainConfig is the archetype run of its keys."""
+    if isinstance(config, ResolvedRun):
+        return config
+    values = config.model_dump(exclude_unset=True) if isinstance(config, TrainConfig) else dict(config)
+    name = values.get("strategy")
+    preset = PRESETS.get(name)  # type: ignore[arg-type]
+    if preset is not None:
+        values = preset(values)
+    elif name is not None and name not in STRATEGIES:
+        raise ConfigError(f"strategy: unknown strategy {name!r}; available: "
                           f"{', '.join(STRATEGIES.names())}, and the presets {', '.join(PRESETS)}")
-    name = config.strategy
-    strategy_params(config, STRATEGIES.resolve(name).Params, name)  # the strategy's schema: bad values, idle keys
-    _check_names(config)
-    check_device(config.device)
-    if config.compile:
+    run = resolve_run(values)
+    _check_names(run.config)
+    check_device(run.config.device)
+    if run.config.compile:
         from assist.engine.runtime import compiler_problem
 
-        problem = compiler_problem(config.device)
+        problem = compiler_problem(run.config.device)
         if problem:
             raise ConfigError(f"compile: {problem}; leave compile off here")
-    return config
+    return run
 
 
 def _check_names(config: TrainConfig) -> None:
@@ -85,11 +88,6 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device: {device!r} was asked for but CUDA is not available here")
 
 
-def twin_config(config: TrainConfig) -> TrainConfig:
+def twin_config(run: ResolvedRun) -> ResolvedRun:
     """The archetype twin: identical parameters and seed, every strategy key at its default."""
-    values = config.model_dump()
-    for key in strategy_keys():
-        values[key] = config_default(key)
-    values.update(strategy="archetype", epoch_filtering=THESIS_FLAGS["archetype"][0],
-                  batch_filtering=THESIS_FLAGS["archetype"][1])
-    return validate_run(values)
+    return twin_of(run)

@@ -20,7 +20,7 @@ import yaml
 
 from assist.api import train
 from assist.engine.checkpoint import load_latest_checkpoint
-from assist.experiments.locks import lock_holder
+from assist.tracking.locks import lock_holder
 from assist.experiments.sweep import plan_sweep
 from assist.tracking import RunStore
 

@@ -117,7 +117,7 @@ def resume_trainer(trainer: Any, directory: Path) -> int:
     over silently would throw the finished epochs away."""
     if not checkpoint_paths(directory):
         return 0
-    from assist.config import identity_dump
+    from assist.strategies.resolve import identity_dump
 
     wanted = identity_dump(trainer.config.model_dump(mode="json"))
     for path, checkpoint in usable_checkpoints(directory):

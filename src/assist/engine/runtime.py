@@ -88,7 +88,8 @@ class Runtime:
             return self.forward(model, x)
         return self.trainer(self.inputs(x))
 
-    def scaler(self) -> Optional["torch.amp.GradScaler"]:
-        """float16 training needs its loss scaled; bfloat16 and float32 do not."""
-        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+    def scaler(self) -> "torch.amp.GradScaler":
+        """float16 training needs its loss scaled; bfloat16 and float32 do not (the scaler is
+        then disabled: its calls pass the loss and the step through unchanged)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 

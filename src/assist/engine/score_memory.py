@@ -14,15 +14,16 @@ so a resumed run reuses exactly what the uninterrupted one would.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 
 class ScoreMemory:
-    def __init__(self, num_samples: int, num_classes: int, every: int) -> None:
+    def __init__(self, num_samples: int, every: int) -> None:
         self.every = every
-        self.logits = torch.zeros(num_samples, num_classes)
+        self.num_samples = num_samples
+        self.logits: Optional[torch.Tensor] = None   # made at the first record (its width: the classes)
         self.epoch = torch.full((num_samples,), -(10**9), dtype=torch.long)  # never recorded
 
     def fresh(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -31,12 +32,14 @@ class ScoreMemory:
 
     def record(self, indices: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
         indices = indices.cpu()
+        if self.logits is None:
+            self.logits = torch.zeros(self.num_samples, int(logits.shape[1]))
         self.logits[indices] = logits.detach().float().cpu()
         self.epoch[indices] = epoch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"logits": self.logits.clone(), "epoch": self.epoch.clone()}
+        return {"logits": None if self.logits is None else self.logits.clone(), "epoch": self.epoch.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.logits.copy_(state["logits"])
+        self.logits = None if state["logits"] is None else state["logits"].clone()
         self.epoch.copy_(state["epoch"])

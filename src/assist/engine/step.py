@@ -17,31 +17,17 @@ compares is the same algorithm whichever loop runs it (docs/architecture.md)::
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 from assist.engine.accumulate import BatchAccumulator, Chunk, concat
 from assist.engine.distributed import Group
-from assist.engine.score_memory import ScoreMemory
+from assist.engine.scoring import Fetch, Scorer
 from assist.events import Event
-from assist.models import features_and_logits
 from assist.selection import uniform_random
-if TYPE_CHECKING:
-    from assist.engine.runtime import Runtime
-from assist.strategies.base import (LoopNeeds, RawBatch, ReferenceResult, ReferenceSpec, Scores, Strategy,
-                                    StrategyContext)
-
-#: ``fetch(indices) -> (x, y)``: model-ready inputs and labels of data-set indices, on the model's device
-Fetch = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def cross_entropy_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-sample cross-entropy of model outputs (equals NLL for log-probability outputs)."""
-    return F.cross_entropy(outputs.float(), targets, reduction="none")
+from assist.strategies.base import RawBatch, ReferenceResult, ReferenceSpec, Strategy, StrategyContext
 
 
 def _ignore(event: str, **info: Any) -> None:
@@ -65,6 +51,21 @@ class EpochCounters:
     raw_size_min: Optional[int] = None
     raw_size_max: Optional[int] = None
     samples_reused: int = 0   # scores taken from the record instead of a forward (score_every)
+
+    def reset(self, **values: Any) -> None:
+        """Back to a new epoch's zeros, or to ``values`` (a checkpoint's), in place."""
+        for f in fields(self):
+            setattr(self, f.name, values.get(f.name, f.default))
+
+
+@dataclass
+class TrainedBatch:
+    """The whole batch's per-sample results of a training step, on every rank: the weighted
+    losses (what the loss check reads), and what feedback reads, when something wants it."""
+
+    weighted: Optional[torch.Tensor]
+    losses: Optional[torch.Tensor]
+    logits: Optional[torch.Tensor]
 
 
 @dataclass
@@ -90,55 +91,77 @@ def figure6(c: EpochCounters, open_raw_batches: int) -> dict[str, Any]:
             "overflow_per_batch": c.overflow_discarded / c.accumulated_batches}
 
 
+@dataclass
+class OnMainRank:
+    """A reference model trained on rank 0 only, its result sent to every rank (so all select
+    alike); the scorer's group is read at each call (a Selector learns its group late)."""
+
+    scorer: Scorer
+    train: Callable[[ReferenceSpec], ReferenceResult]
+
+    def __call__(self, spec: ReferenceSpec) -> ReferenceResult:
+        group = self.scorer.group
+        return group.broadcast(self.train(spec) if group.is_main else None)
+
+
 class SelectionStep:
     """One strategy's part of every training step, for any loop (see the module docstring).
 
-    ``emit(event, **info)`` receives ``batch_scored`` and ``batch_selected`` as they happen;
-    ``model`` may be set (or replaced) after construction, before the first scoring forward.
+    ``context`` is what the strategy may use (its ``score_indices`` is ``scorer.score_indices``);
+    ``scorer`` runs the scoring forwards; ``fetch`` reads samples by index (the starved-epoch
+    filler); ``emit(event, **info)`` receives ``batch_scored`` and ``batch_selected``. The
+    step also holds the data-parallel protocol of selection (docs/distributed.md): a rank's
+    share of a batch to train (``share``), the gathered results of the training step
+    (``gather``), and a reference model trained on rank 0 and sent to every rank.
     """
 
-    def __init__(self, strategy: Strategy, *, num_samples: int, batch_size: int, epochs: int,
-                 shuffle_generator: torch.Generator, select_generator: torch.Generator, fetch: Fetch,
-                 eval_batch_size: int, model: Optional[torch.nn.Module] = None,
-                 score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_losses,
-                 num_classes: Optional[int] = None, labels: Optional[torch.Tensor] = None, data: Any = None,
-                 train_reference: Optional[Callable[[ReferenceSpec], ReferenceResult]] = None,
-                 emit: Optional[Callable[..., None]] = None, model_hint: str = "",
-                 runtime: Optional["Runtime"] = None, score_every: int = 1,
-                 group: Optional[Group] = None) -> None:
+    def __init__(self, strategy: Strategy, context: StrategyContext, scorer: Scorer, *, fetch: Fetch,
+                 emit: Optional[Callable[..., None]] = None) -> None:
         self.strategy = strategy
-        self.group = group or Group()   # DDP: scoring forwards split over ranks (engine/distributed.py)
-        self.runtime = runtime  # precision, memory format, compiled forward (engine/runtime.py); None: plain
-        self.num_samples = num_samples
-        self.batch_size = batch_size
+        self.scorer = scorer
+        scorer.strategy_name = strategy.name
         self.fetch = fetch
-        self.eval_batch_size = eval_batch_size
-        self.model = model
-        self.score_fn = score_fn
-        self.num_classes = num_classes
         self.emit = emit or _ignore
-        self.model_hint = model_hint
-        self.select_generator = select_generator
-        self.context = StrategyContext(
-            num_samples=num_samples, batch_size=batch_size, epochs=epochs, shuffle_generator=shuffle_generator,
-            select_generator=select_generator, score_indices=self.score_indices, labels=labels, data=data,
-            train_reference=train_reference)
-        self.accumulator = BatchAccumulator(batch_size, strategy.needs().overflow)
-        self.counters = EpochCounters()
+        self.context = context
+        if context.train_reference is not None:
+            context.train_reference = OnMainRank(scorer, context.train_reference)
+        self.num_samples = context.num_samples
+        self.batch_size = context.batch_size
+        self.accumulator = BatchAccumulator(self.batch_size, strategy.needs().overflow)
+        self._counters = EpochCounters()
         self.epoch = 0
         self.epoch_accepted: list[torch.Tensor] = []   # indices trained this epoch (non-accumulating filters)
         self.open_raw_batches = 0   # raw batches the batch now gathering has consumed (across epochs)
-        self.memory: Optional[ScoreMemory] = None   # score_every > 1: recorded logits (engine/score_memory.py)
-        if score_every > 1:
-            if num_classes is None:
-                raise ValueError("score_every needs num_classes (the width of the recorded logits)")
-            self.memory = ScoreMemory(num_samples, num_classes, score_every)
+
+    @property
+    def counters(self) -> EpochCounters:
+        """This epoch's counters (the scorer's tallies included)."""
+        self._counters.samples_scored, self._counters.samples_reused = self.scorer.scored, self.scorer.reused
+        return self._counters
+
+    @property
+    def model(self) -> Optional[torch.nn.Module]:
+        return self.scorer.model
+
+    @model.setter
+    def model(self, model: Optional[torch.nn.Module]) -> None:
+        self.scorer.model = model
+
+    @property
+    def group(self) -> Group:
+        return self.scorer.group
+
+    @group.setter
+    def group(self, group: Group) -> None:
+        self.scorer.group = group
 
     # ------------------------------------------------------------------ the epoch
     def plan(self, epoch: int) -> torch.Tensor:
         """Open epoch ``epoch`` (1-based): reset the counters, return the strategy's plan."""
         self.epoch = epoch
-        self.counters = EpochCounters()
+        self._counters.reset()
+        self.scorer.start_epoch(epoch)
+        self.scorer.needs = self.strategy.needs()
         self.epoch_accepted = []
         return self.strategy.plan_epoch(epoch, self.context)
 
@@ -149,16 +172,16 @@ class SelectionStep:
     def offer(self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> list[Chunk]:
         """Score (when the strategy asks), select and accumulate one raw batch; the batches
         now ready to train, in order. ``indices`` are CPU int64 data-set indices."""
-        needs = self.strategy.needs()
+        needs = self.scorer.needs = self.strategy.needs()
         batch = RawBatch(indices=indices, x=x, y=y)
         scores = None
         if needs.scores:
-            scores = self.score_batch(indices, x, y, needs)
+            scores = self.scorer.score_batch(indices, x, y)
             self.emit(Event.BATCH_SCORED, batch=batch, scores=scores)
         selection = self.strategy.select(batch, scores, self.context)
         self.emit(Event.BATCH_SELECTED, batch=batch, selection=selection)
         keep = selection.keep.to(x.device)
-        c = self.counters
+        c = self._counters
         c.raw_batches += 1
         c.offered += len(batch)
         c.accepted += len(selection)
@@ -188,7 +211,7 @@ class SelectionStep:
         ``wait`` (the thesis) keeps the buffer for the next epoch, ``partial`` trains on it,
         ``fill_random`` tops it up to one batch with uniformly drawn samples, ``stop`` ends."""
         needs = self.strategy.needs()
-        accepted = self.counters.accepted
+        accepted = self._counters.accepted
         if not needs.filters or accepted >= self.batch_size:
             return EpochClose()
         policy = needs.starved_epoch
@@ -207,7 +230,7 @@ class SelectionStep:
         taken = buffered.indices if buffered is not None else torch.cat(self.epoch_accepted or [torch.zeros(0).long()])
         free = torch.ones(self.num_samples, dtype=torch.bool)
         free[taken] = False
-        extra = uniform_random(self.num_samples, self.batch_size - int(taken.numel()), self.select_generator,
+        extra = uniform_random(self.num_samples, self.batch_size - int(taken.numel()), self.context.select_generator,
                                candidates=free)
         x, y = self.fetch(extra)
         filler = Chunk(x, y, extra, None)
@@ -218,7 +241,7 @@ class SelectionStep:
         """Whether the training forward's per-sample results feed anything: the strategy's
         own ``feedback``, or the score record (``score_every``). Without, a data-parallel
         step gathers only the batch's loss."""
-        return self.memory is not None or type(self.strategy).feedback is not Strategy.feedback
+        return self.scorer.memory is not None or type(self.strategy).feedback is not Strategy.feedback
 
     def feedback(self, indices: torch.Tensor, losses: Optional[torch.Tensor], logits: Optional[torch.Tensor],
                  labels: torch.Tensor) -> None:
@@ -227,82 +250,34 @@ class SelectionStep:
         may be None when nothing wants them, see ``wants_feedback``)."""
         if losses is not None and logits is not None:
             self.strategy.feedback(indices, losses.detach().float(), logits.detach().float(), labels)
-            if self.memory is not None:  # the training forward's logits are the newest record
-                self.memory.record(indices, logits, self.epoch)
-        self.counters.steps += 1
-        self.counters.samples_trained += int(indices.shape[0])
+            self.scorer.record(indices, logits)
+        self._counters.steps += 1
+        self._counters.samples_trained += int(indices.shape[0])
 
-    # ------------------------------------------------------------------ scoring forwards
-    def score_batch(self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                    needs: Optional[LoopNeeds] = None) -> Scores:
-        """Scores of samples ``indices``: a fresh forward, or (``score_every`` > 1) the recorded
-        logits of those scored or trained recently, and a forward of the rest only. Strategies
-        that need features always score fresh."""
-        needs = needs or self.strategy.needs()
-        if self.memory is None or needs.features:
-            return self.score(x, y, needs)
-        indices = indices.cpu()
-        reuse = self.memory.fresh(indices, self.epoch)
-        if not bool(reuse.any()):
-            scores = self.score(x, y, needs)
-            self.memory.record(indices, scores.logits, self.epoch)
-            return scores
-        logits = self.memory.logits[indices].to(x.device)
-        stale = ~reuse
-        if bool(stale.any()):
-            on_device = stale.to(x.device)
-            fresh = self.score(x[on_device], y[on_device], needs)
-            logits[on_device] = fresh.logits
-            self.memory.record(indices[stale], fresh.logits, self.epoch)
-        self.counters.samples_reused += int(reuse.sum())
-        return Scores(logits=logits, losses=self.score_fn(logits, y).float())
+    # ------------------------------------------------------------------ data-parallel protocol
+    def share(self, chunk: Chunk) -> tuple[Chunk, float]:
+        """This rank's rows of a batch to train, and the scale of its mean loss that makes DDP's
+        gradient average the whole batch's mean (all rows and 1.0 on one process)."""
+        return self.group.share(chunk)
 
-    @torch.no_grad()
-    def score(self, x: torch.Tensor, y: torch.Tensor, needs: Optional[LoopNeeds] = None) -> Scores:
-        """No-grad forward in eval mode (``scoring_mode=train`` keeps train mode); the model's
-        own mode is restored afterwards. ``needs``: the strategy's, when the caller has them."""
-        model = self.model
-        if model is None:
-            raise ValueError(f"strategy {self.strategy.name!r} scores samples with the model, "
-                             f"but none was given{self.model_hint}")
-        needs = needs or self.strategy.needs()
-        was_training = model.training
-        model.train(needs.scoring_mode == "train")
-        features = None
-        runtime = self.runtime
-        total, group = int(y.shape[0]), self.group
-        a, b = group.span(total)   # this rank scores its share; the whole is gathered below
-        x = x[a:b]
-        try:
-            with runtime.autocast(scoring=True) if runtime else nullcontext():
-                if needs.features:
-                    features, outputs = features_and_logits(model, runtime.inputs(x) if runtime else x)
-                    features = features.float()
-                else:
-                    outputs = runtime.forward(model, x) if runtime else model(x)
-        finally:
-            model.train(was_training)
-        outputs = outputs.float()
-        if group.splits(total):   # one all-gather of logits (and features) for the whole batch
-            width = int(outputs.shape[1])
-            both = group.gather_rows(outputs if features is None else torch.cat([outputs, features], 1), total)
-            outputs, features = both[:, :width], (None if features is None else both[:, width:])
-        self.counters.samples_scored += total
-        return Scores(logits=outputs, losses=self.score_fn(outputs, y).float(), features=features)
-
-    def score_indices(self, indices: torch.Tensor) -> tuple[Scores, torch.Tensor]:
-        """Score training samples by index, in chunks of ``eval_batch_size`` (epochwise plans)."""
-        parts, labels = [], []
-        for start in range(0, int(indices.shape[0]), self.eval_batch_size):
-            part = indices[start:start + self.eval_batch_size]
-            x, y = self.fetch(part)
-            parts.append(self.score_batch(part, x, y))
-            labels.append(y)
-        if not parts:
-            empty = torch.empty(0)
-            return Scores(empty.reshape(0, self.num_classes or 0), empty), empty.long()
-        return (Scores(torch.cat([p.logits for p in parts]), torch.cat([p.losses for p in parts])),
-                torch.cat(labels))
+    def gather(self, total: int, losses: torch.Tensor, logits: torch.Tensor,
+               weighted: Optional[torch.Tensor] = None) -> TrainedBatch:
+        """This rank's per-sample results of a training step, made the whole batch's of
+        ``total`` rows on every rank with one all-gather; losses and logits only where
+        ``wants_feedback`` (the weighted losses always, when given)."""
+        columns = {"weighted": None if weighted is None else weighted.detach().float()[:, None]}
+        if self.wants_feedback:
+            columns.update(losses=losses.detach().float()[:, None], logits=logits.detach().float())
+        present = {name: part for name, part in columns.items() if part is not None}
+        if not present:
+            return TrainedBatch(None, None, None)
+        rows = self.group.gather_rows(torch.cat(list(present.values()), 1), total)
+        named, start = {}, 0
+        for name, part in present.items():
+            width = int(part.shape[1])
+            named[name] = rows[:, start:start + width] if name == "logits" else rows[:, start]
+            start += width
+        return TrainedBatch(named.get("weighted"), named.get("losses"), named.get("logits"))
 
     # ------------------------------------------------------------------ bookkeeping
     def stats(self) -> dict[str, Any]:
@@ -322,7 +297,7 @@ class SelectionStep:
             **(figure6(c, self.open_raw_batches) if accumulate else
                {"raw_batches_per_batch_mean": None, "raw_batches_per_batch_max": None, "overflow_per_batch": None}),
         }
-        if self.memory is not None:
+        if self.scorer.memory is not None:
             looked_up = c.samples_reused + c.samples_scored
             stats["scores_reused"] = c.samples_reused
             stats["scores_reused_share"] = c.samples_reused / looked_up if looked_up else None
@@ -333,16 +308,17 @@ class SelectionStep:
         return {"strategy": self.strategy.state_dict(), "accumulator": self.accumulator.state_dict(),
                 "counters": asdict(self.counters), "epoch": self.epoch, "open_raw_batches": self.open_raw_batches,
                 "epoch_accepted": torch.cat(self.epoch_accepted) if self.epoch_accepted else torch.zeros(0).long(),
-                **({"score_memory": self.memory.state_dict()} if self.memory is not None else {})}
+                **self.scorer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
         """Restore; checkpoints written before the step existed carry no counters or epoch."""
         self.strategy.load_state_dict(state["strategy"])
         self.accumulator.load_state_dict(state["accumulator"], device)
-        self.counters = EpochCounters(**state.get("counters", {}))
+        counters = state.get("counters", {})
+        self._counters.reset(**counters)
         self.epoch = int(state.get("epoch", self.epoch))
+        self.scorer.start_epoch(self.epoch, counters.get("samples_scored", 0), counters.get("samples_reused", 0))
         self.open_raw_batches = int(state.get("open_raw_batches", 0))
         accepted = state.get("epoch_accepted")
         self.epoch_accepted = [accepted] if accepted is not None and accepted.numel() else []
-        if self.memory is not None and state.get("score_memory") is not None:
-            self.memory.load_state_dict(state["score_memory"])
+        self.scorer.load_state_dict(state)

@@ -15,7 +15,6 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 import torch.nn.functional as F
 
-from assist.config import TrainConfig, make_config
 from assist.data.augment import index_params
 from assist.data.base import ImageDataset
 from assist.data.pipeline import BatchPipeline, resolve_augmentation
@@ -24,12 +23,14 @@ from assist.engine.distributed import Group
 from assist.engine.optim import build_optimizer, build_scheduler
 from assist.engine.runtime import Runtime
 from assist.engine.schedule import learning_rate, sets_lr_per_step
+from assist.engine.scoring import Scorer
 from assist.engine.step import SelectionStep
 from assist.events import Callback, Event
 from assist.metrics import loss_statistics, system_metrics
 from assist.models import build_model
 from assist.rng import Stream, generator
-from assist.strategies import ReferenceResult, ReferenceSpec, Strategy, build_strategy
+from assist.strategies import (ReferenceResult, ReferenceSpec, ResolvedRun, Strategy, StrategyContext, build_strategy,
+                               resolve_run)
 
 #: the run's generators, by name in checkpoints
 GENERATORS = {"shuffle": Stream.SHUFFLE, "augment": Stream.AUGMENT, "select": Stream.SELECT,
@@ -54,10 +55,12 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, data: ImageDataset, *, model: Optional[torch.nn.Module] = None,
+    def __init__(self, run: ResolvedRun, data: ImageDataset, *, model: Optional[torch.nn.Module] = None,
                  strategy: Optional[Strategy] = None, callbacks: Iterable[Callback] = (),
                  evaluate: bool = True, group: Optional[Group] = None) -> None:
-        self.config = config
+        """``run``: a resolved run (``assist.validation.validate_run``), taken as it is."""
+        self.run = run
+        self.config = config = run.config   # the run's own keys
         self.data = data
         self.group = group or Group()   # one process, or this rank of a DDP run (engine/distributed.py)
         self.device = self.group.device(config.device)
@@ -68,7 +71,7 @@ class Trainer:
         wrap = (lambda m: self.group.wrap(m, self.device)) if self.group.active else None
         self.runtime = Runtime.build(config, self.model, self.device, wrap)  # precision, NHWC, compile, DDP
         self.scaler = self.runtime.scaler()
-        self.strategy = strategy or build_strategy(config)
+        self.strategy = strategy or build_strategy(run)
         self.callbacks = list(callbacks)
         self.evaluate_epochs = evaluate  # False: no per-epoch evaluation (reference models)
         self.augmentation = resolve_augmentation(config.data_augmentation, config.augmentation_recipe, data)
@@ -82,12 +85,15 @@ class Trainer:
         self.scheduler = build_scheduler(config, self.optimizer)
         self.generators = {name: generator(config.rng_seed, stream) for name, stream in GENERATORS.items()}
         self.train_eval_indices = self._train_eval_subset()
-        self.step = SelectionStep(
-            self.strategy, num_samples=data.num_train, batch_size=config.batch_size, epochs=config.epochs,
+        scorer = Scorer(self.model, fetch=self.fetch, eval_batch_size=config.eval_batch_size,
+                        num_samples=data.num_train, score_every=config.score_every, runtime=self.runtime,
+                        group=self.group)
+        context = StrategyContext(
+            num_samples=data.num_train, batch_size=config.batch_size, epochs=config.epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
-            fetch=self.fetch, eval_batch_size=config.eval_batch_size, model=self.model,
-            num_classes=data.num_classes, labels=data.train_labels, data=data, train_reference=self.fit_reference,
-            emit=self.emit, runtime=self.runtime, score_every=config.score_every, group=self.group)
+            score_indices=scorer.score_indices, labels=data.train_labels, data=data,
+            train_reference=self.fit_reference)
+        self.selection = SelectionStep(self.strategy, context, scorer, fetch=self.fetch, emit=self.emit)
         self.state = TrainState()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
@@ -99,7 +105,7 @@ class Trainer:
     @property
     def counters(self):
         """The current epoch's counters (owned by the selection step)."""
-        return self.step.counters
+        return self.selection.counters
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event, **info: Any) -> None:
@@ -125,23 +131,23 @@ class Trainer:
         self.step_seconds = 0.0
         self.group.take_comm_s()
         self.emit(Event.EPOCH_START, epoch=epoch)
-        if self.config.epoch_filter_augmentation == "replay" and self.augmentation != "none":
+        if self.strategy.needs().replay_view and self.augmentation != "none":
             # one augmentation draw per sample for the whole epoch, shared by scoring and training
             self.replay_params = self.train_data.sample_params(self.data.num_train, self.generators["augment"])
-        plan = self.step.plan(epoch)
+        plan = self.selection.plan(epoch)
         self.emit(Event.EPOCH_PLANNED, epoch=epoch, plan=plan)
         start, total = 0, int(plan.shape[0])
         while start < total:
             self.progress = (epoch - 1 + start / total) / self.config.epochs
-            indices = plan[start:start + self.step.raw_batch_size()]
+            indices = plan[start:start + self.selection.raw_batch_size()]
             self.emit(Event.BATCH_START, indices=indices)
             x, y = self.fetch(indices)
-            for chunk in self.step.offer(indices, x, y):
+            for chunk in self.selection.offer(indices, x, y):
                 self.train_step(chunk)
             self.emit(Event.BATCH_END, indices=indices)
             start += int(indices.shape[0])
         self.progress = epoch / self.config.epochs
-        closing = self.step.close_epoch()
+        closing = self.selection.close_epoch()
         for chunk in closing.batches:  # the starved-epoch policy's batch, in the usual event frame
             self.emit(Event.BATCH_START, indices=chunk.indices)
             self.train_step(chunk)
@@ -179,7 +185,7 @@ class Trainer:
         if self.lr_per_step:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.config, self.progress)
-        part, scale = self.group.share(chunk)   # this rank's rows (all of them on one process)
+        part, scale = self.selection.share(chunk)   # this rank's rows (all of them on one process)
         with self.runtime.autocast():
             logits = self.runtime.train_forward(self.model, part.x)
         logits = logits.float()  # losses in float32 whatever the forward's precision
@@ -191,30 +197,22 @@ class Trainer:
         plain = losses if not smoothing else F.cross_entropy(logits.detach(), part.y, reduction="none")
         # the whole batch's per-sample results, on every rank (one all-gather under DDP): the
         # weighted losses for the loss check, and what the strategy's feedback reads
-        wants = self.step.wants_feedback
-        local = weighted.detach()[:, None]
-        if wants:
-            local = torch.cat([local, plain.detach()[:, None], logits.detach()], 1)
-        rows = self.group.gather_rows(local, len(chunk))
-        batch_loss = rows[:, 0].mean()   # the whole batch's weighted loss, the same on every rank
+        trained = self.selection.gather(len(chunk), plain, logits, weighted=weighted)
+        batch_loss = trained.weighted.mean()   # the whole batch's weighted loss, the same on every rank
         if not bool(torch.isfinite(batch_loss)):
             raise DivergedError(f"non-finite loss at epoch {self.state.epoch + 1}, "
                                 f"step {self.state.total_steps + 1}")
+        # one path for every precision: the scaler is disabled (a pass-through) outside fp16,
+        # where it scales the loss, unscales before clipping and skips steps with inf/nan
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            if self.config.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
-            self.optimizer.step()
-        else:  # fp16: scaled loss, gradients unscaled before clipping, steps with inf/nan skipped
-            self.scaler.scale(loss).backward()
-            if self.config.grad_clip_norm is not None:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        self.scaler.scale(loss).backward()
+        if self.config.grad_clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.state.total_steps += 1
-        self.step.feedback(chunk.indices, rows[:, 1] if wants else None, rows[:, 2:] if wants else None, chunk.y)
+        self.selection.feedback(chunk.indices, trained.losses, trained.logits, chunk.y)
         self.step_seconds += time.perf_counter() - started
         self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=batch_loss)
 
@@ -237,12 +235,9 @@ class Trainer:
         return both[:, 0], both[:, 1].bool()
 
     def fit_reference(self, spec: ReferenceSpec) -> ReferenceResult:
-        """A reference model for the strategy (RHO-LOSS), trained by this trainer's class
-        (under DDP: on rank 0, its result sent to every rank, so all select alike)."""
-        result = None
-        if self.group.is_main:
-            result = fit_reference(self.data, spec, device=str(self.device), eval_batch_size=self.config.eval_batch_size)
-        return self.group.broadcast(result)
+        """A reference model for the strategy (RHO-LOSS), trained by this trainer's class (the
+        step runs it on rank 0 only under DDP)."""
+        return fit_reference(self.data, spec, device=str(self.device), eval_batch_size=self.config.eval_batch_size)
 
     # ------------------------------------------------------------------ metrics
     def _train_eval_subset(self) -> Optional[torch.Tensor]:
@@ -256,14 +251,14 @@ class Trainer:
         DDP's all-reduce, the feedback gather) and the seconds in selection collectives
         (score and feedback all-gathers), with their largest share of a rank's epoch."""
         ranks = self.group.all_objects((self.step_seconds, self.group.take_comm_s(), train_seconds))
-        steps = max(1, self.step.counters.steps)
+        steps = max(1, self.selection.counters.steps)
         return {"world_size": self.group.world_size,
                 "rank_step_time_s": [step / steps for step, _, _ in ranks],
                 "rank_selection_comm_s": [comm for _, comm, _ in ranks],
                 "selection_comm_share": max(comm / total if total else 0.0 for _, comm, total in ranks)}
 
     def metrics_row(self, epoch: int, starved: bool, learning_rate: float) -> dict[str, Any]:
-        stats = self.step.stats()
+        stats = self.selection.stats()
         self.state.cum_samples_scored += stats["samples_scored"]
         self.state.cum_samples_trained += stats["samples_trained"]
         row: dict[str, Any] = {
@@ -296,17 +291,17 @@ class Trainer:
         """Everything needed to continue bit-for-bit from an epoch boundary, in plain types
         and tensors only (loadable with ``torch.load(weights_only=True)``)."""
         return {
-            "config": self.config.model_dump(mode="json"),
+            "config": self.run.flat(mode="json"),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "generators": {name: g.get_state() for name, g in self.generators.items()},
-            **self.step.state_dict(),   # strategy, accumulator, counters, epoch
+            **self.selection.state_dict(),   # strategy, accumulator, counters, epoch
             "state": dict(vars(self.state)),
             # the intra-op threads the run trained with: CPU kernels sum in a thread-dependent
             # order, so a resumed run uses the same count to stay bit-identical (docs/reliability.md)
             "torch_threads": torch.get_num_threads(),
-            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+            **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
@@ -316,10 +311,10 @@ class Trainer:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         for name, g_state in checkpoint["generators"].items():
             self.generators[name].set_state(g_state)
-        self.step.load_state_dict(checkpoint, self.device)
+        self.selection.load_state_dict(checkpoint, self.device)
         self.state = TrainState(**checkpoint["state"])
         self.resumed_threads = checkpoint.get("torch_threads")   # applied by the entry point (api.train)
-        if self.scaler is not None and checkpoint.get("scaler"):
+        if self.scaler.is_enabled() and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
 
     def summary(self) -> dict[str, Any]:
@@ -363,11 +358,11 @@ def fit_reference(data: ImageDataset, spec: ReferenceSpec, *, device: str, eval_
     subset = ImageDataset(f"{data.name}[reference]", data.train_images[held], data.train_labels[held],
                           data.test_images[:0], data.test_labels[:0], data.num_classes, data.mean, data.std,
                           data.classes, "none")
-    config = make_config({"dataset": data.name, "model": spec.model, "epochs": spec.epochs,
+    run = resolve_run({"dataset": data.name, "model": spec.model, "epochs": spec.epochs,
                           "batch_size": spec.batch_size, "optimizer": "adamw", "learning_rate": spec.learning_rate,
                           "weight_decay": spec.weight_decay, "rng_seed": spec.seed, "data_augmentation": False,
                           "device": device, "eval_batch_size": eval_batch_size})
-    trainer = Trainer(config, subset, evaluate=False)
+    trainer = Trainer(run, subset, evaluate=False)
     state = trainer.fit()
     everything = BatchPipeline(data.train_images, data.train_labels, data.mean, data.std, device=trainer.device)
     losses, _ = per_sample_losses(trainer.model, everything, None, eval_batch_size)

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from assist.api import config_hash
-from assist.config import ConfigError, TrainConfig, config_default, merge_dotted
-from assist.strategies import strategy_keys
+from assist.config import ConfigError, merge_dotted
+from assist.strategies import ResolvedRun, strategy_keys
+from assist.strategies.resolve import flat_default, flat_keys
 from assist.validation import twin_config, validate_run
 from assist.experiments.spec import SpecError, SweepSpec
 
@@ -25,7 +26,7 @@ from assist.experiments.spec import SpecError, SweepSpec
 class PlannedRun:
     run_id: str                    # config_hash: the run's identity
     name: str                      # directory name: readable parameters + run_id
-    config: TrainConfig
+    config: ResolvedRun
     role: str                      # "strategic" or "archetype"
     experiments: list[str] = field(default_factory=list)  # the experiments that asked for it
     twin_id: Optional[str] = None  # strategic runs: their archetype twin
@@ -73,7 +74,7 @@ def expand(spec: SweepSpec, source: str = "spec") -> list[PlannedRun]:
                         "a sweep may plan; split it into several specs")
     runs: dict[str, PlannedRun] = {}
 
-    def add(config: TrainConfig, experiment: str, twin_id: Optional[str] = None) -> None:
+    def add(config: ResolvedRun, experiment: str, twin_id: Optional[str] = None) -> None:
         run_id = config_hash(config)
         role = "archetype" if config.strategy == "archetype" else "strategic"
         run = runs.setdefault(run_id, PlannedRun(run_id, "", config, role, twin_id=twin_id))
@@ -116,11 +117,11 @@ _SHORT = {"learning_rate": "lr", "batch_size": "bs", "accumulation_batch_size": 
 _VALUE_ONLY = {"dataset", "model", "optimizer", "selector", "lr_scheduler", "device"}
 
 
-def varying_keys(configs: list[TrainConfig]) -> list[str]:
-    """Config keys whose value differs between runs, in the config's field order."""
-    dumps = [c.model_dump(mode="json") for c in configs]
+def varying_keys(configs: list[ResolvedRun]) -> list[str]:
+    """Config keys whose value differs between runs, in the flat order of config.yaml."""
+    dumps = [c.flat(mode="json") for c in configs]
     keys = []
-    for key in TrainConfig.model_fields:
+    for key in flat_keys():
         if key in _IMPLIED:
             continue
         if len({repr(d.get(key)) for d in dumps}) > 1:
@@ -144,11 +145,11 @@ def _part(key: str, value: Any) -> str:
     return f"{short}{separator}{value}"
 
 
-def readable_name(config: TrainConfig, varying: list[str]) -> str:
+def readable_name(config: ResolvedRun, varying: list[str]) -> str:
     """E.g. ``lenet-batchwise-acc64-lr0.1-s0``: the strategy, the keys that vary in the sweep
     (strategy keys only where they differ from their default: a twin has none), the seed."""
     strategic = strategy_keys()
-    shown = [k for k in varying if not (k in strategic and getattr(config, k) == config_default(k))]
+    shown = [k for k in varying if not (k in strategic and getattr(config, k) == flat_default(k))]
     first = [k for k in shown if k in _VALUE_ONLY and k not in strategic]  # dataset, model, ...
     parts = [_part(k, getattr(config, k)) for k in first] + [config.strategy]
     parts += [_part(k, getattr(config, k)) for k in shown if k not in first]

@@ -25,7 +25,8 @@ from typing import Any, Optional, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from assist.config import ConfigError, TrainConfig, parse_override, read_yaml_file
+from assist.config import ConfigError, parse_override, read_yaml_file
+from assist.strategies.resolve import flat_keys
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -190,8 +191,9 @@ def _overrides(later: str, earlier: str) -> bool:
 
 def check_key(key: str, where: str) -> None:
     head = _root(key)
-    if head not in TrainConfig.model_fields:
-        raise SpecError(f"{where}: unknown config key {head!r}{_suggest(head, TrainConfig.model_fields)}")
+    keys = flat_keys()
+    if head not in keys:
+        raise SpecError(f"{where}: unknown config key {head!r}{_suggest(head, keys)}")
     if "." in key and head != "strategy_options":
         raise SpecError(f"{where}: dotted key {key!r} is only allowed under strategy_options")
 

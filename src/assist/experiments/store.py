@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from assist.experiments.locks import RunLock, lock_holder
+from assist.tracking.locks import RunLock, lock_holder
 from assist.tracking import RunDirError, RunStore
 from assist.files import atomic_write
 

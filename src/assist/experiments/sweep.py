@@ -30,7 +30,7 @@ class SweepPlan:
     def tasks(self, states: list[RunState], retry_failed: bool = False) -> list[RunTask]:
         """Runs to start: missing or incomplete ones (and failed ones with ``retry_failed``)."""
         wanted = {"missing", "incomplete"} | ({"failed"} if retry_failed else set())
-        return [RunTask(run.run_id, state.name, str(self.sweep.root), run.config.model_dump(mode="json"),
+        return [RunTask(run.run_id, state.name, str(self.sweep.root), run.config.flat(mode="json"),
                         retry_failed=retry_failed)
                 for run, state in zip(self.runs, states) if state.state in wanted]
 
@@ -81,7 +81,7 @@ def check_models_fit(plan: SweepPlan, echo: Callable[[str], None] = print) -> No
         checked.add((data_key, c.model))
         if data_key not in loaded:
             try:
-                loaded[data_key] = load_data(c.model_copy(update={"samples_per_class": None}))
+                loaded[data_key] = load_data(c.config.model_copy(update={"samples_per_class": None}))
             except DataError as error:
                 echo(f"warning: cannot check data set {c.dataset!r} here ({error}); checking at run time")
                 loaded[data_key] = None

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import torch
 
 from assist.engine.accumulate import Chunk
-from assist.engine.step import cross_entropy_losses as cross_entropy_scores  # noqa: F401  (public name)
+from assist.engine.scoring import cross_entropy_losses as cross_entropy_scores  # noqa: F401  (public name)
 
 
 class TrainBatch(NamedTuple):

@@ -28,18 +28,20 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from assist.config import ConfigError
 from assist.engine.accumulate import Chunk
 from assist.engine.distributed import Group
-from assist.engine.step import EpochCounters, SelectionStep, cross_entropy_losses
+from assist.engine.scoring import Scorer, cross_entropy_losses
+from assist.engine.step import EpochCounters, SelectionStep
 from assist.engine.trainer import fit_reference
 from assist.integration.batch import TrainBatch, as_train_batch, unpack
 from assist.integration.samplers import EpochBatchSampler, EpochSampler
 from assist.rng import Stream, generator
-from assist.strategies import build_strategy, strategy_keys
+from assist.strategies import StrategyContext, build_strategy, strategy_keys
 from assist.validation import validate_run
 
 
 def option_keys() -> frozenset[str]:
-    """Config keys a Selector accepts as options: what shapes the strategy, nothing about the run."""
-    return frozenset(strategy_keys()) - {"strategy"} | {"eval_batch_size"}
+    """Config keys a Selector accepts as options: what shapes the strategy, and the two run keys
+    its step reads (the scoring chunk size, how often scores are renewed); nothing else of the run."""
+    return frozenset(strategy_keys()) - {"strategy"} | {"eval_batch_size", "score_every"}
 
 
 class Selector:
@@ -74,13 +76,15 @@ class Selector:
         self.group = Group.current()
         self._reference_data = data
         reference = None if data is None else self._train_reference
-        self.core = SelectionStep(
-            self.strategy, num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
+        scorer = Scorer(model, fetch=self._fetch, eval_batch_size=self.config.eval_batch_size,
+                        num_samples=self.num_samples, score_every=self.config.score_every, score_fn=score_fn,
+                        group=self.group,
+                        model_hint=": pass it as Selector(..., model=model) or selector.batches(loader, model)")
+        context = StrategyContext(
+            num_samples=self.num_samples, batch_size=batch_size, epochs=epochs,
             shuffle_generator=self.generators["shuffle"], select_generator=self.generators["select"],
-            fetch=self._fetch, eval_batch_size=self.config.eval_batch_size, model=model, score_fn=score_fn,
-            labels=labels, data=data, train_reference=reference,
-            model_hint=": pass it as Selector(..., model=model) or selector.batches(loader, model)",
-            group=self.group)
+            score_indices=scorer.score_indices, labels=labels, data=data, train_reference=reference)
+        self.selection = SelectionStep(self.strategy, context, scorer, fetch=self._fetch)
         self.pending: deque[TrainBatch] = deque()  # ready batches not yet handed out (step())
         # DDP: the raw batches the batch sampler handed out (whole, in plan order), and the
         # batches handed to the loop, awaiting their feedback (whole indices and targets)
@@ -93,21 +97,21 @@ class Selector:
 
     @property
     def model(self) -> Optional[torch.nn.Module]:
-        return self.core.model
+        return self.selection.model
 
     @model.setter
     def model(self, model: Optional[torch.nn.Module]) -> None:
-        self.core.model = model
+        self.selection.model = model
 
     @property
     def counters(self) -> EpochCounters:
-        return self.core.counters
+        return self.selection.counters
 
     # ------------------------------------------------------------------ loader plumbing
     @property
     def raw_batch_size(self) -> int:
         """Raw batch size the strategy wants next (the loader's ``batch_size``)."""
-        return self.core.raw_batch_size()
+        return self.selection.raw_batch_size()
 
     def epoch_sampler(self) -> EpochSampler:
         """``DataLoader(..., sampler=selector.epoch_sampler())``: the loader follows the plan."""
@@ -135,10 +139,10 @@ class Selector:
         self.end_epoch(queue=True)
         self.raw_batches.clear()
         if self.epoch == 0:  # Lightning initialises its process group after the Selector was built
-            self.group = self.core.group = Group.current()
+            self.group = self.selection.group = Group.current()
         self.epoch += 1
         self.epoch_open = True
-        plan = self.core.plan(self.epoch).cpu().long()
+        plan = self.selection.plan(self.epoch).cpu().long()
         self.planned_length = int(plan.shape[0])
         return plan
 
@@ -172,7 +176,7 @@ class Selector:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if self.group.active:  # the whole raw batch on every rank: one all-gather of inputs and targets
             indices, x, y = self._whole_raw_batch(indices, x, y)
-        return [self._hand(chunk) for chunk in self.core.offer(indices, x, y)]
+        return [self._hand(chunk) for chunk in self.selection.offer(indices, x, y)]
 
     def _whole_raw_batch(self, indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor):
         if not self.raw_batches:
@@ -194,7 +198,7 @@ class Selector:
         whole batch's weighted mean loss."""
         if not self.group.active:
             return as_train_batch(chunk)
-        part, scale = self.group.share(chunk)
+        part, scale = self.selection.share(chunk)
         self.handed.append(chunk)
         batch = as_train_batch(part)
         return batch._replace(weights=batch.weights * scale)
@@ -209,11 +213,9 @@ class Selector:
                              f"{tuple(losses.shape)} for {n} indices")
         if self.group.active and self.handed:  # the whole batch's results: one all-gather
             whole = self.handed.popleft()
-            total = len(whole)
-            rows = self.group.gather_rows(torch.cat([losses.detach().float()[:, None],
-                                                     outputs.detach().float()], 1), total)
-            indices, losses, outputs, targets = whole.indices, rows[:, 0], rows[:, 1:], whole.y
-        self.core.feedback(indices, losses, outputs, targets)
+            trained = self.selection.gather(len(whole), losses, outputs)
+            indices, losses, outputs, targets = whole.indices, trained.losses, trained.logits, whole.y
+        self.selection.feedback(indices, losses, outputs, targets)
 
     def _fetch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of data-set ``indices``, read through the dataset, on the model's device."""
@@ -230,7 +232,7 @@ class Selector:
         if not self.epoch_open:
             return []
         self.epoch_open = False
-        closing = self.core.close_epoch()
+        closing = self.selection.close_epoch()
         if closing.stop_reason is not None:
             self.stop_reason = closing.stop_reason
         extra = [self._hand(chunk) for chunk in closing.batches]
@@ -246,7 +248,7 @@ class Selector:
 
     def epoch_stats(self) -> dict[str, Any]:
         """Counters of the current (or last) epoch, named as in ``metrics.jsonl``."""
-        return {"epoch": self.epoch, **self.core.stats()}
+        return {"epoch": self.epoch, **self.selection.stats()}
 
     def _open_unplanned_epoch(self) -> None:
         """The loader does not use ``epoch_sampler()``: the strategy still plans (it may keep
@@ -260,10 +262,9 @@ class Selector:
 
     # ------------------------------------------------------------------ checks and state
     def _train_reference(self, spec: Any) -> Any:
-        """RHO-LOSS's reference model, trained by the Trainer on rank 0 and broadcast."""
-        return self.group.broadcast(
-            fit_reference(self._reference_data, spec, device=str(self._model_device()),
-                          eval_batch_size=self.config.eval_batch_size) if self.group.is_main else None)
+        """RHO-LOSS's reference model, trained by the Trainer (the step runs it on rank 0 only under DDP)."""
+        return fit_reference(self._reference_data, spec, device=str(self._model_device()),
+                             eval_batch_size=self.config.eval_batch_size)
 
     def _model_device(self) -> torch.device:
         if self.model is None:
@@ -284,10 +285,9 @@ class Selector:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue from an epoch boundary (save it with your checkpoint)."""
-        core = self.core.state_dict()
-        return {"epoch": self.epoch, "epoch_open": self.epoch_open, "planned_length": self.planned_length,
+        return {**self.selection.state_dict(),   # strategy, accumulator, counters, epoch, open batch, score memory
+                "epoch": self.epoch, "epoch_open": self.epoch_open, "planned_length": self.planned_length,
                 "generators": {name: g.get_state() for name, g in self.generators.items()},
-                "strategy": core["strategy"], "accumulator": core["accumulator"], "counters": core["counters"],
                 "stop_reason": self.stop_reason, "pending": [batch._asdict() for batch in self.pending]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -295,6 +295,5 @@ class Selector:
         self.planned_length, self.stop_reason = int(state["planned_length"]), state["stop_reason"]
         for name, g_state in state["generators"].items():
             self.generators[name].set_state(g_state)
-        self.core.load_state_dict({"strategy": state["strategy"], "accumulator": state["accumulator"],
-                                   "counters": state["counters"], "epoch": self.epoch}, self._model_device())
+        self.selection.load_state_dict(state, self._model_device())
         self.pending = deque(TrainBatch(**batch) for batch in state["pending"])

@@ -20,7 +20,8 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from assist.config import load_yaml, with_added_defaults
+from assist.config import load_yaml
+from assist.strategies.resolve import with_added_defaults
 from assist.metrics.collapse import is_collapsed, num_classes_of
 from assist.report.keys import canonical, strategy_labels, strategy_name
 

@@ -1,27 +1,21 @@
-"""Sampling strategies, registered by name."""
+"""Sampling strategies, registered by name (strategies/registry.py), each with its own option
+schema; strategies/resolve.py turns a flat mapping of keys into a resolved run."""
 
-from assist.registry import Registry
+from assist.strategies import (  # noqa: F401  (registration: the thesis's methods, then the peer methods)
+    archetype, divbs, filtering, grad_norm, importance_sampling, infobatch, ordered_sgd, random_subset, rho_loss,
+    selective_backprop)
 from assist.strategies.base import (LoopNeeds, RawBatch, ReferenceResult, ReferenceSpec, RunSetup, Scores,
                                     Selection, Strategy, StrategyContext)
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema, strategy_keys
-
-STRATEGIES: Registry[Strategy] = Registry("strategy")
-
-
-def register_strategy(cls: type[Strategy]) -> type[Strategy]:
-    STRATEGIES.register(cls.name)(cls)
-    return cls
+from assist.strategies.options import StrategyOptions, StrategyParams
+from assist.strategies.registry import STRATEGIES, register_strategy
+from assist.strategies.resolve import ResolvedRun, resolve_run, strategy_keys
 
 
-def build_strategy(config) -> Strategy:
-    """The strategy of a validated config (``assist.validation.validate_run``)."""
-    return STRATEGIES.resolve(config.strategy).from_config(config)
+def build_strategy(run: ResolvedRun) -> Strategy:
+    """The strategy of a resolved run, from its already validated options (never validated again)."""
+    return STRATEGIES.resolve(run.strategy)(run.options, RunSetup.from_config(run.config))
 
 
-from assist.strategies import archetype, filtering  # noqa: E402,F401  (registration)
-from assist.strategies import (  # noqa: E402,F401  (registration: the peer methods)
-    divbs, grad_norm, importance_sampling, infobatch, ordered_sgd, random_subset, rho_loss, selective_backprop)
-
-__all__ = ["STRATEGIES", "LoopNeeds", "RawBatch", "ReferenceResult", "ReferenceSpec", "RunSetup", "Scores",
-           "Selection", "Strategy", "StrategyContext", "StrategyOptions", "StrategyParams", "build_strategy",
-           "params_schema", "register_strategy", "strategy_keys"]
+__all__ = ["STRATEGIES", "LoopNeeds", "RawBatch", "ReferenceResult", "ReferenceSpec", "ResolvedRun", "RunSetup",
+           "Scores", "Selection", "Strategy", "StrategyContext", "StrategyOptions", "StrategyParams",
+           "build_strategy", "register_strategy", "resolve_run", "strategy_keys"]

@@ -1,7 +1,7 @@
 """The archetype (Algorithm 1): a fresh shuffle each epoch, every sample trained."""
 
-from assist.strategies import register_strategy
 from assist.strategies.base import Strategy
+from assist.strategies.registry import register_strategy
 
 
 @register_strategy

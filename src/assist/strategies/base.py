@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 import torch
 
 from assist.config import TrainConfig
-from assist.strategies.params import StrategyParams, strategy_params
+from assist.strategies.options import StrategyParams
 
 if TYPE_CHECKING:  # pragma: no cover
     from assist.data.base import ImageDataset
@@ -73,6 +73,7 @@ class LoopNeeds:
     starved_epoch: Optional[str] = None  # rejects samples: the policy for an epoch that starves
     scoring_mode: str = "eval"         # model mode of scoring forwards: eval | train
     features: bool = False             # scoring also returns the penultimate features (models/)
+    replay_view: bool = False          # train on the augmented view the epoch plan was scored on
 
     @property
     def filters(self) -> bool:
@@ -143,17 +144,15 @@ class Strategy:
     """Base class; the archetype behaviour (shuffle everything, train on everything)."""
 
     name: ClassVar[str] = "base"
-    #: the config keys this strategy takes (see assist.strategies.params)
+    #: the config keys this strategy takes, a class of assist.strategies.options.StrategyParams
     Params: ClassVar[type[StrategyParams]] = StrategyParams
 
     def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+        """``params``: this strategy's options, already validated (``validate_run``)."""
         self.params = params
         self.setup = setup
-
-    @classmethod
-    def from_config(cls, config: TrainConfig) -> "Strategy":
-        """The strategy of ``config``; a ConfigError names a bad or idle key."""
-        return cls(strategy_params(config, cls.Params, cls.name), RunSetup.from_config(config))
+        #: a peer method's own options (its ``strategy_options``); None for the thesis's strategies
+        self.options: Any = getattr(params, "strategy_options", None)
 
     # -- shape of the loop
     def needs(self) -> LoopNeeds:

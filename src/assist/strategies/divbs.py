@@ -28,9 +28,9 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 
-from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import ScoringKeys, StrategyOptions, peer_options
+from assist.strategies.registry import register_strategy
 
 EPS = 1e-12
 
@@ -88,14 +88,17 @@ def diverse_greedy(embeddings: torch.Tensor, count: int, generator: torch.Genera
     return torch.tensor(sorted(chosen), dtype=torch.long, device=embeddings.device)
 
 
+class DivBSParams(ScoringKeys):
+    strategy_options: DivBSOptions = peer_options(DivBSOptions)
+
+
 @register_strategy
 class DivBS(Strategy):
     name = "divbs"
-    Params = params_schema("DivBSParams", ("scoring_mode",), options=DivBSOptions)
+    Params = DivBSParams
 
-    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+    def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.options: DivBSOptions = params.strategy_options
         self._picked = 0
         self._offered = 0
 

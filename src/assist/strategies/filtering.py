@@ -8,40 +8,81 @@ each algorithm of the thesis lives, and the choices it leaves open: docs/thesis.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from dataclasses import replace
+from typing import Any, Literal, Optional
 
 import torch
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from assist.config import at_default
 from assist.selection import (fill_up, filter_then_select, misclassified_mask, resolve_count, soft_accuracy_mask,
                               soft_filter_top_k)
-from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import StrategyParams, params_schema
+from assist.strategies.options import AccumulationKeys, ScoringKeys, StrategyParams
+from assist.strategies.registry import register_strategy
 
-FILTER_KEYS = ("filter", "soft_margin", "selector", "select_k", "select_q", "select_p", "select_p_end",
-               "select_p_schedule", "select_buckets", "select_split", "select_quota", "fill_random")
-EPOCH_KEYS = ("starved_epoch", "scoring_mode", "epoch_filter_augmentation")
-BATCH_KEYS = ("batch_accumulation", "accumulation_batch_size", "accumulation_batch_size_max", "overflow",
-              "starved_epoch", "scoring_mode")
+# The thesis's two flags (epoch_filtering, batch_filtering) and the strategy each pair selects.
+THESIS_FLAGS: dict[str, tuple[bool, bool]] = {
+    "archetype": (False, False), "epochwise": (True, False),
+    "batchwise": (False, True), "epoch_batchwise": (True, True),
+}
 ADAPT_MOMENTUM = 0.8      # weight of the previous acceptance estimate under accumulation_batch_size=auto
 COUNT_SELECTORS = ("top_k", "loss_weighted", "q_split")
 
 
-def _changed(params: Any, key: str) -> bool:
-    return not at_default(params, key)
+class FilterKeys(StrategyParams):
+    """The filter and selector of the thesis's filtering strategies (Algorithms 5 and 6), with
+    the rules between them: what each key needs, and what has no effect without what."""
 
+    filter: Literal["hard", "soft", "none"] = Field(
+        "hard", description="hard: keep misclassified samples; soft: and near misses (soft_margin); none: all")
+    soft_margin: float = Field(0.1, description="soft filter: keep a correct sample whose top-two "
+                                                "probabilities differ by at most this, in (0, 1)")
+    selector: Optional[Literal["top_k", "top_q", "loss_weighted", "q_split"]] = Field(
+        None, description="a loss selector applied to what passed the filter; unset: none")
+    select_k: Optional[float] = Field(default=None, gt=0, description="top_k, loss_weighted, q_split: "
+                                                                      "samples kept, a count (>= 1) or a fraction (< 1)")
+    select_q: float = Field(default=0.5, ge=0, le=1, description="top_q: keep losses at or above this quantile")
+    select_p: float = Field(default=2.0, gt=0, description="q_split: power of the losses (at the first epoch)")
+    select_p_end: Optional[float] = Field(default=None, gt=0, description="q_split: the power at the last "
+                                                                          "epoch; unset: constant select_p")
+    select_p_schedule: Literal["linear", "cosine"] = Field(
+        "linear", description="how select_p moves to select_p_end")
+    select_buckets: int = Field(default=2, ge=2, description="q_split: number of loss buckets")
+    # q-split buckets: "prose" (thesis 3.2.1, docs/thesis.md) or the pseudo-code's "literal" cut
+    select_split: Literal["prose", "literal"] = Field(
+        "prose", description="q_split: cut buckets as the thesis's prose says, or as its pseudo-code")
+    # q-split: a short bucket's shortfall is drawn from the others ("share"), or not ("literal",
+    # Algorithm 4 as printed); docs/thesis.md
+    select_quota: Literal["share", "literal"] = Field(
+        "share", description="q_split: a short bucket's shortfall is drawn from the others, or not (literal)")
+    # fill to k with random samples when fewer pass the filter and selector ("defaulting back to
+    # SGD", the thesis's go-to, 3.2.1); None: on exactly when select_k is set, stored resolved so
+    # run directories written when the default was off keep their value and identity
+    fill_random: Optional[bool] = Field(None, description="fill up to select_k with random samples when too "
+                                                          "few pass; unset: on when select_k is set")
 
-class FilterChecks(StrategyParams):
-    """Rules between the filter keys: what each needs, and what has no effect without what."""
+    @field_validator("soft_margin")
+    @classmethod
+    def _margin_in_open_unit_interval(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError("must lie in (0, 1)")
+        return value
+
+    @field_validator("select_k")
+    @classmethod
+    def _count_or_fraction(cls, value: Optional[float]) -> Optional[float]:
+        if value is not None and value >= 1 and value != int(value):
+            raise ValueError("must be a whole count (>= 1) or a fraction below 1")
+        return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "FilterChecks":
+    def _consistent(self) -> "FilterKeys":
         if self.filter == "none" and self.selector is None:
             raise ValueError("filter=none needs a selector (otherwise nothing is filtered)")
         if self.selector in COUNT_SELECTORS and self.select_k is None:
             raise ValueError(f"selector={self.selector!r} needs select_k (a count, or a fraction below 1)")
+        if self.fill_random is None:
+            object.__setattr__(self, "fill_random", self.select_k is not None)
         q_split = self.selector == "q_split"
         needs = {"soft_margin": (self.filter == "soft", "filter=soft"),
                  "select_q": (self.selector == "top_q", "selector=top_q"),
@@ -51,54 +92,70 @@ class FilterChecks(StrategyParams):
                  "select_p_schedule": (self.select_p_end is not None, "select_p_end"),
                  "fill_random": (self.select_k is not None, "select_k")}
         for key, (used, what) in needs.items():
-            if not used and _changed(self, key):
+            default = False if key == "fill_random" else type(self).model_fields[key].default
+            if not used and getattr(self, key) != default:
                 raise ValueError(f"{key}={getattr(self, key)!r} has no effect without {what}")
         return self
 
 
-class BatchChecks(FilterChecks):
-    @model_validator(mode="after")
-    def _accumulation(self) -> "BatchChecks":
-        if self.accumulation_batch_size != "auto" and _changed(self, "accumulation_batch_size_max"):
-            raise ValueError("accumulation_batch_size_max has no effect without accumulation_batch_size=auto")
-        if not self.batch_accumulation:
-            for key in ("accumulation_batch_size", "accumulation_batch_size_max", "overflow"):
-                if _changed(self, key):
-                    raise ValueError(f"{key}={getattr(self, key)!r} has no effect with batch_accumulation=false "
-                                     "(Algorithm 9 trains each filtered raw batch as it is)")
-        return self
+class StarvedEpochKeys(ScoringKeys):
+    """What a filtering strategy does with an epoch that accepted less than one batch."""
+
+    starved_epoch: Literal["wait", "partial", "fill_random", "stop"] = Field(
+        "wait", description="an epoch that accepts less than a batch: wait, partial, fill_random or stop")
 
 
-EpochwiseParams = params_schema("EpochwiseParams", FILTER_KEYS + EPOCH_KEYS, base=FilterChecks)
-BatchwiseParams = params_schema("BatchwiseParams", FILTER_KEYS + BATCH_KEYS, base=BatchChecks)
-EPOCH_LEVEL_KEYS = ("epoch_filter", "epoch_soft_margin", "epoch_selector", "epoch_select_k")
+class EpochPlanKeys(StrategyParams):
+    """Strategies whose epoch plan is filtered."""
+
+    # epochwise filtering stores indices, so by default a sample is trained on a fresh view,
+    # not the one it was scored on ("soft", the thesis); "replay" reuses the scored view
+    epoch_filter_augmentation: Literal["fresh", "replay"] = Field(
+        "fresh", description="epochwise: train a sample on a fresh augmented view, or replay the scored one")
+
+
+class EpochwiseParams(FilterKeys, StarvedEpochKeys, EpochPlanKeys):
+    pass
+
+
+class BatchwiseParams(FilterKeys, AccumulationKeys, StarvedEpochKeys):
+    pass
+
+
+class EpochLevelKeys(StrategyParams):
+    """Epoch + batch filtering: the epoch level's own filter and selector (None: the batch level's)."""
+
+    epoch_filter: Optional[Literal["hard", "soft", "none"]] = Field(
+        None, description="epoch+batch filtering: the epoch level's filter; unset: filter")
+    epoch_soft_margin: Optional[float] = Field(default=None, gt=0, lt=1, description="the epoch level's "
+                                                                                     "soft_margin; unset: soft_margin")
+    epoch_selector: Optional[Literal["none", "top_k", "top_q", "loss_weighted", "q_split"]] = Field(
+        None, description="the epoch level's selector; unset: selector")
+    epoch_select_k: Optional[float] = Field(default=None, gt=0, description="the epoch level's select_k; "
+                                                                            "unset: select_k")
 
 
 def epoch_level(params: Any) -> dict[str, Any]:
     """The epoch level's filter keys under epoch + batch filtering: the batch level's, with
     the ``epoch_*`` keys that are set in their place (``epoch_selector="none"``: no selector)."""
     values = {key: getattr(params, key) for key in EpochwiseParams.model_fields}
-    for key in EPOCH_LEVEL_KEYS:
+    for key in EpochLevelKeys.model_fields:
         value = getattr(params, key)
         if value is not None:
             values[key.removeprefix("epoch_")] = None if value == "none" else value
     return values
 
 
-class EpochBatchChecks(BatchChecks):
+class EpochBatchwiseParams(BatchwiseParams, EpochLevelKeys, EpochPlanKeys):
+
     @model_validator(mode="after")
-    def _epoch_level(self) -> "EpochBatchChecks":
+    def _epoch_level(self) -> "EpochBatchwiseParams":
         try:
             EpochwiseParams.model_validate(epoch_level(self))
         except ValidationError as error:
             raise ValueError("epoch level: " + "; ".join(e["msg"].removeprefix("Value error, ")
                                                         for e in error.errors())) from None
         return self
-
-
-EpochBatchwiseParams = params_schema("EpochBatchwiseParams",
-                                     FILTER_KEYS + BATCH_KEYS + EPOCH_KEYS[2:] + EPOCH_LEVEL_KEYS,
-                                     base=EpochBatchChecks)
 
 
 def scheduled_power(start: float, end: Optional[float], schedule: str, epoch: int, epochs: int) -> float:
@@ -191,7 +248,8 @@ class Epochwise(Strategy):
         self.epoch_passed = self.epoch_scored = 0
 
     def needs(self) -> LoopNeeds:
-        return LoopNeeds(starved_epoch=self.params.starved_epoch, scoring_mode=self.params.scoring_mode)
+        return LoopNeeds(starved_epoch=self.params.starved_epoch, scoring_mode=self.params.scoring_mode,
+                         replay_view=self.params.epoch_filter_augmentation == "replay")
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         self.rule.set_epoch(epoch, ctx.epochs)
@@ -267,6 +325,9 @@ class EpochBatchwise(Batchwise):
     def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
         self.epochwise = Epochwise(EpochwiseParams.model_validate(epoch_level(params)), setup)
+
+    def needs(self) -> LoopNeeds:
+        return replace(super().needs(), replay_view=self.params.epoch_filter_augmentation == "replay")
 
     def plan_epoch(self, epoch: int, ctx: StrategyContext) -> torch.Tensor:
         self.rule.set_epoch(epoch, ctx.epochs)

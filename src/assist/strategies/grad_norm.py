@@ -15,10 +15,10 @@ import torch
 from pydantic import Field
 
 from assist.selection import top_k
-from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
 from assist.strategies.importance_sampling import gradient_norm_scores
-from assist.strategies.params import FixedRawBatch, StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import FixedRawBatchKeys, ScoringKeys, StrategyOptions, peer_options
+from assist.strategies.registry import register_strategy
 from assist.strategies.random_subset import subset_count
 
 
@@ -27,15 +27,14 @@ class GradNormOptions(StrategyOptions):
                             description="share of each raw batch trained on (the largest bounds)")
 
 
+class GradNormParams(FixedRawBatchKeys, ScoringKeys):
+    strategy_options: GradNormOptions = peer_options(GradNormOptions)
+
+
 @register_strategy
 class GradNorm(Strategy):
     name = "grad_norm"
-    Params = params_schema("GradNormParams", ("accumulation_batch_size", "scoring_mode"), base=FixedRawBatch,
-                           options=GradNormOptions)
-
-    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
-        super().__init__(params, setup)
-        self.options: GradNormOptions = params.strategy_options
+    Params = GradNormParams
 
     def needs(self) -> LoopNeeds:
         return LoopNeeds(scores=True, accumulate=True, overflow="carry", scoring_mode=self.params.scoring_mode)

@@ -30,9 +30,9 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 
-from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import ScoringKeys, StrategyOptions, peer_options
+from assist.strategies.registry import register_strategy
 
 
 class ImportanceSamplingOptions(StrategyOptions):
@@ -63,7 +63,8 @@ def variance_reduction(scores: torch.Tensor) -> float:
     return math.sqrt(n * float((g * g).sum()))
 
 
-def importance_sample(scores: torch.Tensor, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def importance_sample(scores: torch.Tensor, count: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``count`` positions with replacement, ``p_i ∝ scores_i`` (uniform if all are 0),
     and their unbiased weights ``1 / (n p_i)``: ``E[w * x] = mean(x)`` over the n candidates."""
     n = int(scores.numel())
@@ -74,14 +75,17 @@ def importance_sample(scores: torch.Tensor, count: int, generator: torch.Generat
     return positions, (1.0 / (n * p[positions])).float()
 
 
+class ImportanceSamplingParams(ScoringKeys):
+    strategy_options: ImportanceSamplingOptions = peer_options(ImportanceSamplingOptions)
+
+
 @register_strategy
 class ImportanceSampling(Strategy):
     name = "importance_sampling"
-    Params = params_schema("ImportanceSamplingParams", ("scoring_mode",), options=ImportanceSamplingOptions)
+    Params = ImportanceSamplingParams
 
-    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+    def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.options: ImportanceSamplingOptions = params.strategy_options
         b = setup.batch_size
         self.presample_size = max(b + 1, round(self.options.presample * b))
         big = self.presample_size

@@ -21,9 +21,9 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 
-from assist.strategies import register_strategy
 from assist.strategies.base import RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import StrategyOptions, StrategyParams, peer_options
+from assist.strategies.registry import register_strategy
 
 INITIAL_SCORE = 3.0  # any constant works: equal scores mean nothing is below the mean
 
@@ -33,7 +33,8 @@ class InfoBatchOptions(StrategyOptions):
     delta: float = Field(default=0.875, gt=0.0, le=1.0, description="share of the epochs that prune")
 
 
-def infobatch_prune(scores: torch.Tensor, ratio: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def infobatch_prune(scores: torch.Tensor, ratio: float,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One pruning decision over the whole data set.
 
     Returns ``(keep, weights)``: a bool mask of the samples kept and their loss weights
@@ -58,14 +59,17 @@ def prunes_in_epoch(epoch: int, epochs: int, delta: float) -> bool:
     return epoch - 1 < delta * epochs - 1e-9
 
 
+class InfoBatchParams(StrategyParams):
+    strategy_options: InfoBatchOptions = peer_options(InfoBatchOptions)
+
+
 @register_strategy
 class InfoBatch(Strategy):
     name = "infobatch"
-    Params = params_schema("InfoBatchParams", (), options=InfoBatchOptions)
+    Params = InfoBatchParams
 
     def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.options: InfoBatchOptions = params.strategy_options
         self.scores: Optional[torch.Tensor] = None
         self.weights: Optional[torch.Tensor] = None  # this epoch's loss weights; None: all 1
         self.pruned = 0

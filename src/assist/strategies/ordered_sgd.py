@@ -25,9 +25,9 @@ import torch
 from pydantic import Field, field_validator
 
 from assist.selection import top_k
-from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import ScoringKeys, StrategyOptions, peer_options
+from assist.strategies.registry import register_strategy
 
 PAPER_THRESHOLDS = (0.80, 0.90, 0.95, 0.995)
 
@@ -55,14 +55,17 @@ def q_for_level(s: int, level: int) -> int:
     return max(1, s // (2 ** level))
 
 
+class OrderedSGDParams(ScoringKeys):
+    strategy_options: OrderedSGDOptions = peer_options(OrderedSGDOptions)
+
+
 @register_strategy
 class OrderedSGD(Strategy):
     name = "ordered_sgd"
-    Params = params_schema("OrderedSGDParams", ("scoring_mode",), options=OrderedSGDOptions)
+    Params = OrderedSGDParams
 
-    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+    def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.options: OrderedSGDOptions = params.strategy_options
         self.s = self.options.s or setup.batch_size
         self.level = 0
         self.correct = 0     # this epoch's accuracy estimate: correct / seen

@@ -16,9 +16,9 @@ import torch
 from pydantic import Field
 
 from assist.selection import resolve_count, uniform_random
-from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import FixedRawBatch, StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import FixedRawBatchKeys, StrategyOptions, peer_options
+from assist.strategies.registry import register_strategy
 
 
 class RandomSubsetOptions(StrategyOptions):
@@ -33,15 +33,14 @@ def subset_count(fraction: float, n: int) -> int:
     return n if fraction >= 1.0 else resolve_count(float(fraction), n)
 
 
+class RandomSubsetParams(FixedRawBatchKeys):
+    strategy_options: RandomSubsetOptions = peer_options(RandomSubsetOptions)
+
+
 @register_strategy
 class RandomSubset(Strategy):
     name = "random_subset"
-    Params = params_schema("RandomSubsetParams", ("accumulation_batch_size",), base=FixedRawBatch,
-                           options=RandomSubsetOptions)
-
-    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
-        super().__init__(params, setup)
-        self.options: RandomSubsetOptions = params.strategy_options
+    Params = RandomSubsetParams
 
     def needs(self) -> LoopNeeds:
         return LoopNeeds(accumulate=self.options.mode == "batch", overflow="carry")

@@ -10,9 +10,10 @@ every training sample is computed once. Each step scores a raw batch of
 samples of highest ``loss - irreducible_loss``.
 
 The IL losses are cached per data set (content fingerprint), seed, holdout fraction and IL
-config in the cache directory (``$ASSIST_CACHE_DIR``, never the data directory), so twins and repeated runs do not retrain the IL
-model. The IL model's cost (samples trained and scored, seconds) is recorded in the metrics
-row of the epoch that prepared it (``rho_il_*``), including when it came from the cache.
+config in the cache directory (``$ASSIST_CACHE_DIR``, never the data directory), so twins and
+repeated runs do not retrain the IL model. The IL model's cost (samples trained and scored,
+seconds) is recorded in the metrics row of the epoch that prepared it (``rho_il_*``), including
+when it came from the cache.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from pydantic import Field
 
 from assist.rng import Stream, derive_seed, generator
 from assist.selection import resolve_count, top_k
-from assist.strategies import register_strategy
 from assist.strategies.base import (LoopNeeds, RawBatch, ReferenceSpec, RunSetup, Scores, Selection, Strategy,
                                     StrategyContext)
-from assist.strategies.params import StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import ScoringKeys, StrategyOptions, peer_options
+from assist.strategies.registry import register_strategy
 
 
 class RhoLossOptions(StrategyOptions):
@@ -115,14 +116,17 @@ def il_cache_problem(result: Any, num_samples: int) -> Optional[str]:
     return None
 
 
+class RhoLossParams(ScoringKeys):
+    strategy_options: RhoLossOptions = peer_options(RhoLossOptions)
+
+
 @register_strategy
 class RhoLoss(Strategy):
     name = "rho_loss"
-    Params = params_schema("RhoLossParams", ("scoring_mode",), options=RhoLossOptions)
+    Params = RhoLossParams
 
-    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+    def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.options: RhoLossOptions = params.strategy_options
         self.irreducible: Optional[torch.Tensor] = None
         self.holdout: Optional[torch.Tensor] = None
         self.il_cost: dict[str, Any] = {}

@@ -21,9 +21,9 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 
-from assist.strategies import register_strategy
 from assist.strategies.base import LoopNeeds, RawBatch, RunSetup, Scores, Selection, Strategy, StrategyContext
-from assist.strategies.params import FixedRawBatch, StrategyOptions, StrategyParams, params_schema
+from assist.strategies.options import FixedRawBatchKeys, ScoringKeys, StrategyOptions, peer_options
+from assist.strategies.registry import register_strategy
 
 
 class SelectiveBackpropOptions(StrategyOptions):
@@ -79,15 +79,17 @@ def keep_probabilities(losses: torch.Tensor, history: torch.Tensor, beta: float,
     return percentile_below(history, losses).pow(beta).clamp(min=floor, max=1.0)
 
 
+class SelectiveBackpropParams(FixedRawBatchKeys, ScoringKeys):
+    strategy_options: SelectiveBackpropOptions = peer_options(SelectiveBackpropOptions)
+
+
 @register_strategy
 class SelectiveBackprop(Strategy):
     name = "selective_backprop"
-    Params = params_schema("SelectiveBackpropParams", ("accumulation_batch_size", "scoring_mode"), base=FixedRawBatch,
-                           options=SelectiveBackpropOptions)
+    Params = SelectiveBackpropParams
 
-    def __init__(self, params: StrategyParams, setup: RunSetup) -> None:
+    def __init__(self, params: Any, setup: RunSetup) -> None:
         super().__init__(params, setup)
-        self.options: SelectiveBackpropOptions = params.strategy_options
         self.history = LossHistory(self.options.history)
         self.recorded: Optional[torch.Tensor] = None   # per-sample loss (NaN: never seen)
         self.last_scored_epoch = 0                      # epoch whose losses are recorded
@@ -106,7 +108,8 @@ class SelectiveBackprop(Strategy):
     def epoch_mode(self, epoch: int) -> str:
         if epoch <= self.options.prime_epochs:
             return "prime"
-        if self.options.staleness and self.last_scored_epoch and epoch - self.last_scored_epoch <= self.options.staleness:
+        stale_ok = epoch - self.last_scored_epoch <= self.options.staleness
+        if self.options.staleness and self.last_scored_epoch and stale_ok:
             return "stale"
         return "fresh"
 

@@ -10,14 +10,12 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import yaml
 
-if TYPE_CHECKING:
-    from assist.experiments.locks import RunLock
-
 from assist.files import StorageError, append_line, atomic_write, remove_stale_parts
+from assist.tracking.locks import RunLock, lock_holder
 
 FORMAT_VERSION = 1
 LEGACY_KEYS = {"dataset", "model", "epochs", "rng_seed"}  # what every run's config.yaml has held
@@ -147,10 +145,8 @@ class RunStore:
         return len(history)
 
     # -- locking
-    def lock(self) -> "RunLock":
+    def lock(self) -> RunLock:
         """Take the directory's lock now or fail with a line naming the holder."""
-        from assist.experiments.locks import RunLock, lock_holder
-
         self.path.mkdir(parents=True, exist_ok=True)
         lock = RunLock(self.path / self.LOCK)
         if not lock.acquire(wait_s=0.5):  # rides out `assist status` probing the lock for an instant
@@ -258,7 +254,7 @@ class RunStore:
     def check_resumable(self, config: dict[str, Any]) -> None:
         """Refuse to resume a run whose config differs; a finished run of the same config is
         :class:`RunFinished` (nothing to do), of another config an error."""
-        from assist.config import with_added_defaults
+        from assist.strategies.resolve import with_added_defaults
 
         stored, config = with_added_defaults(self.read_config()), with_added_defaults(config)
         changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))

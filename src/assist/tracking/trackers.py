@@ -271,7 +271,7 @@ class TrackerCallback(Callback):
 
     def on_train_start(self, trainer: Any, **info: Any) -> None:
         self.trackers = [self._build(name) for name in self.names]
-        config = trainer.config.model_dump(mode="json")
+        config = trainer.run.flat(mode="json")
         self._each("start", lambda t: t.start(self.run_dir.name, config, resume_from=trainer.state.epoch))
 
     def on_epoch_end(self, trainer: Any, *, metrics: dict[str, Any], **info: Any) -> None:
