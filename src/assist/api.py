@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -215,7 +216,10 @@ def apply_threads(config: Union[ResolvedRun, TrainConfig]) -> None:
     if config.num_threads:
         import torch
 
-        torch.set_num_threads(config.num_threads)
+        cores = os.cpu_count() or 1
+        if config.num_threads > cores:   # more threads than cores only thrash (the config is kept as is)
+            warnings.warn(f"num_threads={config.num_threads} is more than the {cores} cores here; using {cores}")
+        torch.set_num_threads(min(config.num_threads, cores))
 
 
 __all__ = ["ResolvedRun", "RunResult", "TrainConfig", "compare", "config_hash", "load_data", "make_config",

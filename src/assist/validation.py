@@ -77,15 +77,30 @@ def _check_names(config: TrainConfig) -> None:
         raise ConfigError(f"dataset: unknown data set {config.dataset!r}; available: {', '.join(DATASETS.names())}")
 
 
+TRAINING_DEVICES = ("cpu", "cuda", "mps")
+
+
 def check_device(device: str) -> None:
+    """A device ASSIST can train on, and that this machine has: cpu, cuda[:N] with N among its
+    GPUs, or mps. ``meta``, ``xla`` and the like are refused before anything is written."""
     import torch
 
     try:
         parsed = torch.device(device)
     except RuntimeError:
         raise ConfigError(f"device: {device!r} is not a device name (use cpu or cuda)") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {device!r} was asked for but CUDA is not available here")
+    if parsed.type not in TRAINING_DEVICES:
+        raise ConfigError(f"device: {device!r} cannot train a model here; use cpu, cuda, cuda:N or mps")
+    if parsed.type == "cpu" and parsed.index not in (None, 0):
+        raise ConfigError(f"device: {device!r} has no meaning (there is one CPU device); use cpu")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {device!r} was asked for but CUDA is not available here")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {device!r} names GPU {parsed.index}, but this machine has "
+                              f"{torch.cuda.device_count()}")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device: {device!r} was asked for but MPS is not available here")
 
 
 def twin_config(run: ResolvedRun) -> ResolvedRun:

@@ -266,6 +266,8 @@ BAD_INPUTS = [
     (["label_smoothing=1.5"], "label_smoothing"), (["dataset=folder:/no/such/dir"], "/no/such/dir"),
     (["--config", "/no/such.yaml"], "/no/such.yaml"), (["--config", "/"], "is a directory"),
     (["dataset=folder:"], "folder:PATH"), (["dataset=folder: "], "folder:PATH"),
+    (["device=meta"], "'meta' cannot train"), (["device=xla"], "'xla' cannot train"), (["device=cpu:99"], "cpu:99"),
+    (["device=cuda:7"], "cuda:7"),
 ]
 
 
@@ -381,3 +383,14 @@ def test_a_grid_of_a_million_runs_is_refused_before_it_is_expanded(tmp_path, cap
     assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "the grid expands to 1,000,000 runs (before twins), over the 10,000" in err
+
+
+def test_more_threads_than_cores_is_warned_about_and_capped(tmp_path, capsys, keep_torch_threads):
+    import os as _os
+
+    import torch
+
+    with pytest.warns(UserWarning, match=rf"num_threads=2000 is more than the {_os.cpu_count()} cores here"):
+        main(["train", "dataset=synthetic", "model=fcnet16", "epochs=1", "num_threads=2000",
+              "--out", str(tmp_path / "run")])
+    assert torch.get_num_threads() <= (_os.cpu_count() or 1)

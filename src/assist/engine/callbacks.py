@@ -43,8 +43,8 @@ class ProgressReporter(Callback):
     line per finished epoch, so the history stays on screen. Elsewhere (logs, CI): just the line
     per epoch."""
 
-    def __init__(self, stream: TextIO = sys.stderr, label: str = "") -> None:
-        self.stream = stream
+    def __init__(self, stream: Optional[TextIO] = None, label: str = "") -> None:
+        self.stream = stream if stream is not None else sys.stderr   # looked up now, not at import
         self.label = label
         self.bar = None
         self.steps = 0
