@@ -119,7 +119,7 @@ def resume_trainer(trainer: Any, directory: Path) -> int:
         return 0
     from assist.strategies.resolve import identity_dump
 
-    wanted = identity_dump(trainer.config.model_dump(mode="json"))
+    wanted = identity_dump(trainer.run.flat(mode="json"))
     for path, checkpoint in usable_checkpoints(directory):
         stored = checkpoint.get("config")
         if isinstance(stored, dict):   # a checkpoint copied in from another run is not this run's state
