@@ -67,9 +67,10 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
     from assist.launch import watch_launcher
     from assist.tracking import RunFinished
 
-    watch_launcher()   # an --nproc worker dies with its launcher, even a SIGKILLed one
+    from assist.experiments.commands import check_out
     from assist.validation import validate_run
 
+    watch_launcher()   # an --nproc worker dies with its launcher, even a SIGKILLed one
     config = validate_run(resolve_values(config_file, overrides))
     check_out(out)
     target = Path(out) if out else Path("runs") / run_name(config)
@@ -139,6 +140,8 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: Optional
         raise ConfigError("compare: give the strategies either with --strategies or as strategy=..., not both")
     names = [name.strip() for name in strategies.split(",") if name.strip()]
     variants = [{"strategy": name} for name in names if name != "archetype"]
+    from assist.experiments.commands import check_out
+
     check_out(out)
     target = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     results = compare_runs(values, variants, out=target, callbacks_for=lambda label: [ProgressReporter(label=label)])
@@ -223,12 +226,6 @@ def interrupted(target: Path, received: list[str]) -> int:
         RunStore(target).log(message)
     click.echo(f"assist: {message}", err=True)
     return SIGNAL_EXIT.get(name, 130)
-
-
-def check_out(out: Optional[str]) -> None:
-    """``--out ''`` is a mistake, not a request for the default folder."""
-    if out is not None and not str(out).strip():
-        raise ConfigError("--out: the path is empty; leave --out out for the default folder under runs/")
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -10,6 +10,14 @@ import click
 from assist.experiments.spec import EXECUTORS
 
 
+def check_out(out: Optional[str]) -> None:
+    """``--out ''`` is a mistake, not a request for the default folder (train, compare, sweep)."""
+    if out is not None and not str(out).strip():
+        from assist.config import ConfigError
+
+        raise ConfigError("--out: the path is empty; leave --out out for the default folder under runs/")
+
+
 @click.command("examples")
 @click.argument("name", required=False)
 def examples_command(name: Optional[str]) -> None:
@@ -62,8 +70,6 @@ def sweep_command(spec: str, out: Optional[str], executor: str, workers: Optiona
         seed_list = None if seeds is None else [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds")
-    from assist.cli import check_out
-
     check_out(out)
     plan = plan_sweep(spec, out, overrides, seed_list)
     if dry_run:

@@ -134,7 +134,7 @@ class RunStore:
         """Rewrite ``metrics.jsonl`` from the newest usable checkpoint's history when that holds
         more epochs than the file (lines lost or corrupt); the epochs now in the file, or None
         when there was nothing better to rebuild from."""
-        from assist.engine.checkpoint import load_latest_checkpoint
+        from assist.tracking.checkpoints import load_latest_checkpoint
 
         checkpoint = load_latest_checkpoint(self.path / "checkpoints")
         history = checkpoint["state"]["history"] if checkpoint is not None else []
@@ -197,7 +197,7 @@ class RunStore:
         from, the directory is refused with one line."""
         if self.exists or not self.marked or {p.name for p in self.contents()} <= {self.MARKER}:
             return None
-        from assist.engine.checkpoint import usable_checkpoints
+        from assist.tracking.checkpoints import usable_checkpoints
 
         for path, checkpoint in usable_checkpoints(self.path / "checkpoints"):
             config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
