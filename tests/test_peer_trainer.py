@@ -221,7 +221,8 @@ def test_rho_loss_retrains_over_an_unreadable_cache(toy_data, tmp_path, monkeypa
     # a readable file of the wrong structure or length is not trusted either: rebuilt
     good = torch.load(entry, weights_only=True)
     broken = {"a cache of the wrong length": {**good, "irreducible": good["irreducible"][:-1]},
-              "holdout indices out of range": {**good, "holdout": good["holdout"] + toy_data.num_train},
+              "a holdout mask of the wrong length": {**good, "holdout": good["holdout"][:-1]},
+              "a holdout that holds nothing out": {**good, "holdout": torch.zeros_like(good["holdout"])},
               "a foreign structure": {"weights": torch.zeros(3)}}
     for case, content in broken.items():
         torch.save(content, entry)

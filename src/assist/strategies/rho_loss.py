@@ -99,8 +99,8 @@ def cache_path(data, options: RhoLossOptions, setup: RunSetup) -> Optional[Path]
 
 def il_cache_problem(result: Any, num_samples: int) -> Optional[str]:
     """Why a loaded irreducible-loss cache cannot be used for a training set of
-    ``num_samples``, or None: it must hold one finite loss per sample, holdout indices inside
-    the set, and the cost counts."""
+    ``num_samples``, or None: it must hold one finite loss per sample, a holdout mask over the
+    set that holds some samples out and leaves some in, and the cost counts."""
     if not isinstance(result, dict) or not {"irreducible", "holdout", "cost"} <= set(result):
         return "not an irreducible-loss cache (it lacks irreducible, holdout or cost)"
     losses, holdout, cost = result["irreducible"], result["holdout"], result["cost"]
@@ -108,9 +108,9 @@ def il_cache_problem(result: Any, num_samples: int) -> Optional[str]:
         return f"its losses are not {num_samples} numbers"
     if not bool(torch.isfinite(losses).all()):
         return "its losses are not all finite"
-    if not isinstance(holdout, torch.Tensor) or holdout.dim() != 1 or holdout.dtype != torch.long or (
-            holdout.numel() and (int(holdout.min()) < 0 or int(holdout.max()) >= num_samples)):
-        return "its holdout indices do not fit the training set"
+    if not isinstance(holdout, torch.Tensor) or holdout.dtype != torch.bool or holdout.shape != (num_samples,) \
+            or not 0 < int(holdout.sum()) < num_samples:
+        return f"its holdout is not a mask of {num_samples} samples holding some out"
     if not isinstance(cost, dict) or not {"samples_trained", "samples_scored", "seconds"} <= set(cost):
         return "its cost counts are missing"
     return None
