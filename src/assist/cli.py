@@ -64,10 +64,9 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
           overrides: tuple[str, ...]) -> None:
     from assist.api import run_name, train as train_run
     from assist.engine.callbacks import ProgressReporter
+    from assist.experiments.commands import check_out
     from assist.launch import watch_launcher
     from assist.tracking import RunFinished
-
-    from assist.experiments.commands import check_out
     from assist.validation import validate_run
 
     watch_launcher()   # an --nproc worker dies with its launcher, even a SIGKILLed one
@@ -214,16 +213,17 @@ def stopped_by_signals():
 
 def interrupted(target: Path, received: list[str]) -> int:
     """Say where an interrupted run stands (and log it in the run); its exit code."""
-    from assist.engine.checkpoint import checkpoint_paths
     from assist.tracking import RunStore
+    from assist.tracking.checkpoints import checkpoint_epoch, checkpoint_paths
 
     name = received[0] if received else "SIGINT"
     newest = checkpoint_paths(target / "checkpoints")
-    saved = int(newest[0].stem.split("-")[1]) if newest else 0
+    saved = checkpoint_epoch(newest[0]) if newest else 0
     message = (f"interrupted ({name}) after epoch {saved}'s checkpoint; rerun the same command to resume"
                if saved else f"interrupted ({name}) before the first checkpoint; rerun the same command to start again")
-    if RunStore(target).exists:
-        RunStore(target).log(message)
+    store = RunStore(target)
+    if store.exists:
+        store.log(message)
     click.echo(f"assist: {message}", err=True)
     return SIGNAL_EXIT.get(name, 130)
 

@@ -57,11 +57,9 @@ def image_bytes(source: Source, limit: int) -> int:
 
 
 def decode_image(source: Source) -> np.ndarray:
-    """One image as uint8 ``(H, W)`` or ``(H, W, 3)``; raises on anything unreadable."""
+    """One image as uint8 ``(H, W)`` or ``(H, W, 3)``; raises on anything unreadable. Its size
+    was checked against the pixel limits from its header first (``decode_all``)."""
     with _open(source) as image:
-        width, height, limit = *image.size, pixel_limits()[0]
-        if width * height > limit:   # checked from the header, before decoding
-            raise ValueError(f"{width}x{height} is over the limit of {limit:,} pixels per image")
         image.load()
         if image.mode.startswith("I;16"):
             return (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)  # keep the top 8 bits

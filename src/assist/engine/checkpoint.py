@@ -29,14 +29,13 @@ def resume_trainer(trainer: Any, directory: Path) -> int:
     over silently would throw the finished epochs away."""
     if not checkpoint_paths(directory):
         return 0
-    from assist.strategies.resolve import identity_dump
+    from assist.strategies.resolve import config_changes
 
-    wanted = identity_dump(trainer.run.flat(mode="json"))
+    wanted = trainer.run.flat(mode="json")
     for path, checkpoint in usable_checkpoints(directory):
         stored = checkpoint.get("config")
         if isinstance(stored, dict):   # a checkpoint copied in from another run is not this run's state
-            theirs = identity_dump(stored)
-            changed = sorted(k for k in set(wanted) | set(theirs) if wanted.get(k) != theirs.get(k))
+            changed = config_changes(stored, wanted)
             if changed:
                 warnings.warn(f"checkpoint {path} was written by another run (its config differs in "
                               f"{', '.join(changed[:5])}); trying the previous one", stacklevel=2)

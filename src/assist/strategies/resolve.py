@@ -273,6 +273,13 @@ def with_added_defaults(stored: dict[str, Any]) -> dict[str, Any]:
     return {**{k: flat_default(k) for k in ADDED_KEYS}, **stored}
 
 
+def config_changes(stored: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The keys (sorted) in which two flat configs differ, either written before or after keys
+    were added (a run directory's config.yaml against a run, a checkpoint's config against it)."""
+    stored, config = with_added_defaults(stored), with_added_defaults(config)
+    return sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+
+
 def describe_keys() -> list[dict[str, Any]]:
     """Every key a run takes, in ``config.yaml``'s order: its ``type``, ``default``, one-line
     ``meaning`` (the comment beside its declaration) and the ``strategies`` that take it (empty

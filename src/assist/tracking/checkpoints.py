@@ -27,7 +27,12 @@ STRUCTURE: dict[str, type | tuple[type, ...]] = {
 def checkpoint_paths(directory: Path) -> list[Path]:
     """Checkpoints, newest first."""
     paths = [p for p in directory.glob("epoch-*.pt") if p.stem.split("-")[1].isdigit()]
-    return sorted(paths, key=lambda p: int(p.stem.split("-")[1]), reverse=True)
+    return sorted(paths, key=checkpoint_epoch, reverse=True)
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a checkpoint file ``epoch-NNNNN.pt`` was written after."""
+    return int(path.stem.split("-")[1])
 
 
 def digest_path(path: Path) -> Path:

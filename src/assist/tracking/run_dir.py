@@ -254,10 +254,10 @@ class RunStore:
     def check_resumable(self, config: dict[str, Any]) -> None:
         """Refuse to resume a run whose config differs; a finished run of the same config is
         :class:`RunFinished` (nothing to do), of another config an error."""
-        from assist.strategies.resolve import with_added_defaults
+        from assist.strategies.resolve import config_changes, with_added_defaults
 
         stored, config = with_added_defaults(self.read_config()), with_added_defaults(config)
-        changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+        changed = config_changes(stored, config)
         if self.finished:
             summary = self.read_summary() or {}
             status = summary.get("status", "finished")
