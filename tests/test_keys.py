@@ -46,7 +46,7 @@ def test_which_strategy_takes_which_key_comes_from_the_schemas():
     assert by_key["strategy"][0].chooses and by_key["batch_filtering"][0].chooses
     # the same option name with two defaults: listed once per default, with its own strategy
     fractions = {(i.default, i.taken_by) for i in by_key["strategy_options.fraction"]}
-    assert fractions == {("0.1", ("grad_norm",)), ("0.5", ("random_subset",))}
+    assert fractions == {("0.1", ("grad_norm",)), ("0.5", ("random_subset",)), ("0.5", ("rs2",))}
     # every listed taker holds the key in its schema, and every schema's keys are listed
     for info in infos:
         for name in info.taken_by or ():

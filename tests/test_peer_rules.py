@@ -218,6 +218,34 @@ def test_random_subset_keeps_the_fraction_of_each_raw_batch_and_of_the_epoch():
     assert plan.shape[0] == 30 and len(set(plan.tolist())) == 30 and not e.needs().accumulate
 
 
+# ---------------------------------------------------------------- RS2
+@pytest.mark.parametrize("n, fraction", [(100, 0.3), (97, 0.25), (50, 0.5), (10, 0.7)])
+def test_rs2_trains_every_sample_once_before_any_twice_within_each_cycle(n, fraction):
+    s = strategy("rs2", batch_size=8, fraction=fraction)
+    ctx = context(n=n)
+    count = round(fraction * n + 1e-9)
+    plans = [s.plan_epoch(epoch, ctx) for epoch in range(1, 13)]
+    assert all(p.shape[0] == count and len(set(p.tolist())) == count for p in plans)  # no repeat in an epoch
+    stream = torch.cat(plans).tolist()
+    for start in range(0, len(stream) - n + 1, n):   # each cycle of n consecutive draws is a permutation
+        assert sorted(stream[start:start + n]) == list(range(n)), start
+    assert s.epoch_metrics()["rs2_cycle"] == len(stream) // n + (len(stream) % n > 0)
+
+
+def test_rs2_cycles_differ_and_resume_from_the_state_dict():
+    ctx = context(n=40)
+    s = strategy("rs2", batch_size=8, fraction=0.5)
+    first = [s.plan_epoch(e, ctx) for e in (1, 2)]
+    assert not torch.equal(first[0], first[1]) and sorted(torch.cat(first).tolist()) == list(range(40))
+    state, generator_state = s.state_dict(), ctx.shuffle_generator.get_state()
+    later = [s.plan_epoch(e, ctx) for e in (3, 4, 5)]
+    assert torch.cat(first).tolist() != torch.cat(later[:2]).tolist()   # the next cycle is a new permutation
+    again = strategy("rs2", batch_size=8, fraction=0.5)
+    again.load_state_dict(state)
+    ctx.shuffle_generator.set_state(generator_state)
+    assert all(torch.equal(a, again.plan_epoch(e, ctx)) for e, a in zip((3, 4, 5), later))
+
+
 # ---------------------------------------------------------------- options
 @pytest.mark.parametrize("name, options, key", [
     ("infobatch", {"ratio": 1.5}, "ratio"), ("infobatch", {"rate": 0.5}, "rate"),
@@ -226,6 +254,7 @@ def test_random_subset_keeps_the_fraction_of_each_raw_batch_and_of_the_epoch():
     ("importance_sampling", {"presample": 1.0}, "presample"),
     ("ordered_sgd", {"thresholds": [0.9, 0.8]}, "thresholds"), ("ordered_sgd", {"q": 3}, "q"),
     ("random_subset", {"mode": "bag"}, "mode"), ("random_subset", {"fraction": 0}, "fraction"),
+    ("rs2", {"fraction": 1.5}, "fraction"),
 ])
 def test_invalid_options_name_the_key(name, options, key):
     with pytest.raises(ValueError, match=rf"strategy_options\.{key}\b"):

@@ -24,6 +24,7 @@ PEERS = [
     ("random_subset", {"fraction": 0.3}),
     ("random_subset", {"mode": "epoch"}),
     ("divbs", {"selection": 0.25}),
+    ("rs2", {"fraction": 0.3}),
 ]
 IDS = [f"{name}-{'-'.join(map(str, options.values())) or 'default'}" for name, options in PEERS]
 

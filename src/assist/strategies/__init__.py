@@ -3,7 +3,7 @@ schema; strategies/resolve.py turns a flat mapping of keys into a resolved run."
 
 from assist.strategies import (  # noqa: F401  (registration: the thesis's methods, then the peer methods)
     archetype, divbs, filtering, grad_norm, importance_sampling, infobatch, ordered_sgd, random_subset, rho_loss,
-    selective_backprop)
+    rs2, selective_backprop)
 from assist.strategies.base import (LoopNeeds, RawBatch, ReferenceResult, ReferenceSpec, RunSetup, Scores,
                                     Selection, Strategy, StrategyContext)
 from assist.strategies.options import StrategyOptions, StrategyParams
