@@ -65,10 +65,11 @@ def run_name(config: ResolvedRun) -> str:
 
 def load_data(config: Union[ResolvedRun, TrainConfig]) -> ImageDataset:
     from assist.data import load_dataset
+    from assist.data.scenarios import Scenario
 
     return load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                         num_classes=config.num_classes, samples_per_class=config.samples_per_class,
-                        seed=config.rng_seed)
+                        seed=config.rng_seed, scenario=Scenario.of(config))
 
 
 def train(config: ConfigLike, *, out: Union[str, Path, None] = None, restart: bool = False,

@@ -50,6 +50,15 @@ class TrainConfig(BaseModel):
                                              description="at most this many training samples per class")
     model: str = Field("fcnet100", description="lenet, resnet18, dla, simpledla or fcnet<N> (one hidden layer "
                                                "of N units)")
+    # --- data scenarios (data/scenarios.py, docs/scenarios.md): the training split only, from the seed
+    label_noise: float = Field(default=0.0, ge=0, lt=1, description="share of training labels made wrong "
+                                                                    "(the test split stays clean)")
+    label_noise_kind: Literal["symmetric", "pairflip"] = Field(
+        "symmetric", description="symmetric: a uniformly drawn other class; pairflip: class c becomes c+1")
+    class_imbalance: float = Field(default=1.0, ge=1, description="largest / smallest class size of the "
+                                                                  "training split (an exponential profile)")
+    duplicates: float = Field(default=0.0, ge=0, le=0.95, description="share of the training split replaced "
+                                                                      "by exact copies of other samples")
     # --- optimisation (thesis Table 4.1 names)
     epochs: int = Field(default=10, gt=0, description="passes over the training set")
     batch_size: int = Field(default=64, gt=0, description="samples per optimizer step")
@@ -118,6 +127,12 @@ class TrainConfig(BaseModel):
     def _optimizer_options(self) -> "TrainConfig":
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer=sgd with momentum > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _scenario_options(self) -> "TrainConfig":
+        if self.label_noise_kind != "symmetric" and not self.label_noise:
+            raise ValueError(f"label_noise_kind={self.label_noise_kind} has no effect without label_noise > 0")
         return self
 
     @model_validator(mode="after")

@@ -21,6 +21,9 @@ class Stream(IntEnum):
     EVAL_SUBSET = 3    # the training-set subset evaluated each epoch
     HOLDOUT = 101      # RHO-LOSS: which samples are held out for the reference model
     REFERENCE = 104    # RHO-LOSS: the reference (irreducible-loss) run's own seed
+    SCENARIO_IMBALANCE = 201   # data scenarios (data/scenarios.py): which samples an imbalance keeps
+    SCENARIO_NOISE = 202       # which labels are flipped, and to what
+    SCENARIO_DUPLICATES = 203  # which samples are replaced by copies, and of which
 
 
 def derive_seed(seed: int, stream: Stream | int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
@@ -30,6 +31,10 @@ class ImageDataset:
     std: tuple[float, ...]
     classes: tuple[str, ...] = field(default=())
     default_augmentation: str = "none"
+    # data scenarios (data/scenarios.py): training samples whose label was flipped, and those
+    # that are copies of others; None when the scenario made none
+    train_noisy: Optional[torch.Tensor] = None
+    train_duplicate: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -41,6 +46,10 @@ class ImageDataset:
                 raise DataError(f"{self.name}: {split} labels must be int64 of length {images.shape[0]}")
         if self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise DataError(f"{self.name}: train and test image shapes differ")
+        for key in ("train_noisy", "train_duplicate"):
+            mask = getattr(self, key)
+            if mask is not None and (mask.dtype != torch.bool or mask.shape != self.train_labels.shape):
+                raise DataError(f"{self.name}: {key} must be a bool mask of length {self.num_train}")
 
     @property
     def in_channels(self) -> int:

@@ -16,6 +16,7 @@ from assist.data.digits import load_digits
 from assist.data.folder import load_folder
 from assist.data.mnist import load_mnist
 from assist.data.paths import default_data_dir, resolve_data_dir
+from assist.data.scenarios import Scenario, apply_scenario
 from assist.data.subsets import select_subset
 from assist.data.synthetic import load_synthetic
 from assist.registry import Registry
@@ -52,6 +53,7 @@ def load_dataset(
     num_classes: int | Sequence[int] | None = None,
     samples_per_class: int | None = None,
     seed: int = 0,
+    scenario: Scenario | None = None,
 ) -> ImageDataset:
     """Load data set ``name`` into memory, optionally as a class / samples-per-class subset.
 
@@ -59,8 +61,19 @@ def load_dataset(
     ``download=True`` fetches missing files for mnist/cifar10/cifar100 (checksummed).
     ``num_classes`` (first k classes, or a list of class ids; labels become 0..k-1 in that
     order) and ``samples_per_class`` (n training samples per class drawn with ``seed``) build
-    a subset; the test split keeps every sample of the chosen classes.
+    a subset; the test split keeps every sample of the chosen classes. ``scenario`` (label
+    noise, class imbalance, duplicates: data/scenarios.py) then transforms the training split.
     """
     factory = DATASETS.resolve(name)
     dataset = factory(data_dir=resolve_data_dir(data_dir), download=download)
-    return select_subset(dataset, num_classes=num_classes, samples_per_class=samples_per_class, seed=seed)
+    return shape_dataset(dataset, num_classes=num_classes, samples_per_class=samples_per_class, seed=seed,
+                         scenario=scenario)
+
+
+def shape_dataset(dataset: ImageDataset, *, num_classes: int | Sequence[int] | None = None,
+                  samples_per_class: int | None = None, seed: int = 0,
+                  scenario: Scenario | None = None) -> ImageDataset:
+    """A loaded data set made the run's: its class / samples-per-class subset, then its data
+    scenario, both drawn from ``seed`` (the one place both happen, for every loader)."""
+    subset = select_subset(dataset, num_classes=num_classes, samples_per_class=samples_per_class, seed=seed)
+    return apply_scenario(subset, scenario, seed)

@@ -52,6 +52,8 @@ class Scorer:
         self.epoch = 0
         self.scored = 0
         self.reused = 0
+        #: told the data-set indices of every sample scored by a forward (engine/exposure.py)
+        self.on_scored: Optional[Callable[[torch.Tensor], None]] = None
 
     def start_epoch(self, epoch: int, scored: int = 0, reused: int = 0) -> None:
         self.epoch, self.scored, self.reused = epoch, scored, reused
@@ -61,10 +63,12 @@ class Scorer:
         logits of those scored or trained recently, and a forward of the rest only. Strategies
         that need features always score fresh."""
         if self.memory is None or self.needs.features:
+            self._scored(indices)
             return self.score(x, y)
         indices = indices.cpu()
         reuse = self.memory.fresh(indices, self.epoch)
         if not bool(reuse.any()):
+            self._scored(indices)
             scores = self.score(x, y)
             self.memory.record(indices, scores.logits, self.epoch)
             return scores
@@ -72,11 +76,16 @@ class Scorer:
         stale = ~reuse
         if bool(stale.any()):
             on_device = stale.to(x.device)
+            self._scored(indices[stale])
             fresh = self.score(x[on_device], y[on_device])
             logits[on_device] = fresh.logits
             self.memory.record(indices[stale], fresh.logits, self.epoch)
         self.reused += int(reuse.sum())
         return Scores(logits=logits, losses=self.score_fn(logits, y).float())
+
+    def _scored(self, indices: torch.Tensor) -> None:
+        if self.on_scored is not None:
+            self.on_scored(indices)
 
     def record(self, indices: torch.Tensor, logits: torch.Tensor) -> None:
         """A training forward's logits are the newest scores of its samples."""

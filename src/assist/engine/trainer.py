@@ -20,6 +20,7 @@ from assist.data.base import ImageDataset
 from assist.data.pipeline import BatchPipeline, resolve_augmentation
 from assist.engine.accumulate import Chunk
 from assist.engine.distributed import Group
+from assist.engine.exposure import Exposure, class_accuracy
 from assist.engine.optim import build_optimizer, build_scheduler
 from assist.engine.runtime import Runtime
 from assist.engine.schedule import learning_rate, sets_lr_per_step
@@ -94,6 +95,8 @@ class Trainer:
             score_indices=scorer.score_indices, labels=data.train_labels, data=data,
             train_reference=self.fit_reference)
         self.selection = SelectionStep(self.strategy, context, scorer, fetch=self.fetch, emit=self.emit)
+        self.exposure = Exposure(data)   # who gets trained: per-sample counts (engine/exposure.py)
+        scorer.on_scored = self.exposure.scored
         self.state = TrainState()
         self.replay_params: Optional[dict[str, torch.Tensor]] = None
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
@@ -131,6 +134,7 @@ class Trainer:
         self.step_seconds = 0.0
         self.group.take_comm_s()
         self.emit(Event.EPOCH_START, epoch=epoch)
+        self.exposure.start_epoch()
         if self.strategy.needs().replay_view and self.augmentation != "none":
             # one augmentation draw per sample for the whole epoch, shared by scoring and training
             self.replay_params = self.train_data.sample_params(self.data.num_train, self.generators["augment"])
@@ -213,6 +217,7 @@ class Trainer:
         self.scaler.update()
         self.state.total_steps += 1
         self.selection.feedback(chunk.indices, trained.losses, trained.logits, chunk.y)
+        self.exposure.trained(chunk.indices)
         self.step_seconds += time.perf_counter() - started
         self.emit(Event.STEP_END, batch_size=int(chunk.y.shape[0]), loss=batch_loss)
 
@@ -271,6 +276,7 @@ class Trainer:
             **stats,
             "starved": starved, "augmentation": self.augmentation,
             "augmentation_view": "replayed" if self.replay_params is not None else "fresh",
+            **self.exposure.epoch_metrics(),
         }
         if not self.evaluate_epochs:
             return row
@@ -282,7 +288,9 @@ class Trainer:
             row.update(loss_statistics("train", *self.evaluate(self.train_eval_data, self.train_eval_indices, "train")))
         else:
             row.update({key: None for key in loss_statistics("train", torch.zeros(1), torch.zeros(1))})
-        row.update(loss_statistics("test", *self.evaluate(self.test_data, split="test")))
+        test_losses, test_correct = self.evaluate(self.test_data, split="test")
+        row.update(loss_statistics("test", test_losses, test_correct))
+        row.update(class_accuracy(test_correct, self.data.test_labels, self.data.num_classes))
         row.update(system_metrics(self.device, self.unavailable_metrics))
         return row
 
@@ -297,6 +305,7 @@ class Trainer:
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "generators": {name: g.get_state() for name, g in self.generators.items()},
             **self.selection.state_dict(),   # strategy, accumulator, counters, epoch
+            "exposure": self.exposure.state_dict(),   # per-sample scoring and training counts
             "state": dict(vars(self.state)),
             # the intra-op threads the run trained with: CPU kernels sum in a thread-dependent
             # order, so a resumed run uses the same count to stay bit-identical (docs/reliability.md)
@@ -312,6 +321,7 @@ class Trainer:
         for name, g_state in checkpoint["generators"].items():
             self.generators[name].set_state(g_state)
         self.selection.load_state_dict(checkpoint, self.device)
+        self.exposure.load_state_dict(checkpoint.get("exposure"))
         self.state = TrainState(**checkpoint["state"])
         self.resumed_threads = checkpoint.get("torch_threads")   # applied by the entry point (api.train)
         if self.scaler.is_enabled() and checkpoint.get("scaler"):

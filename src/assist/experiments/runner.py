@@ -50,18 +50,19 @@ _DATA_CACHE: dict[tuple, Any] = {}
 
 def _cached_data(config: Any) -> Any:
     """Workers run many runs: each data set is read from disk once per process, and the
-    run's class / samples-per-class subset (which depends on its seed) is cut from it, as
-    ``load_dataset`` itself does."""
+    run's class / samples-per-class subset and data scenario (which depend on its seed) are
+    made from it, as ``load_dataset`` itself does."""
     from assist.data import load_dataset
-    from assist.data.subsets import select_subset
+    from assist.data.datasets import shape_dataset
+    from assist.data.scenarios import Scenario
 
     key = (config.dataset, config.data_dir, config.download)
     if key not in _DATA_CACHE:
         if len(_DATA_CACHE) >= 2:
             _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
         _DATA_CACHE[key] = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
-    return select_subset(_DATA_CACHE[key], num_classes=config.num_classes,
-                         samples_per_class=config.samples_per_class, seed=config.rng_seed)
+    return shape_dataset(_DATA_CACHE[key], num_classes=config.num_classes, samples_per_class=config.samples_per_class,
+                         seed=config.rng_seed, scenario=Scenario.of(config))
 
 
 @contextlib.contextmanager

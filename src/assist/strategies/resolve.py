@@ -48,6 +48,7 @@ ADDED_KEYS: frozenset[str] = frozenset({
     "min_learning_rate", "warmup_epochs", "onecycle_start_factor", "onecycle_end_factor", "onecycle_peak_at",
     "label_smoothing", "grad_clip_norm", "precision", "score_precision", "channels_last", "compile",
     "score_every", "sync_batchnorm",
+    "label_noise", "label_noise_kind", "class_imbalance", "duplicates",
 })
 
 
