@@ -161,3 +161,17 @@ def test_a_filter_shifts_its_training_mass_and_rs2_covers_the_data_before_repeat
     assert int((counts == 0).sum()) == max(0, n - 2 * per_epoch)        # every sample once ...
     assert int((counts == 2).sum()) == max(0, 2 * per_epoch - n)        # ... before any twice
     assert int(counts.max()) <= 2
+
+
+def test_sweeps_grid_over_the_scenario_keys_with_twins_that_share_them(tmp_path):
+    from assist.experiments.sweep import plan_sweep
+
+    runs = plan_sweep("scenarios-noisy-mnist", tmp_path / "s").runs
+    assert len(runs) == 45   # 3 noise levels x 3 seeds x (4 strategies + their twin)
+    by_id = {run.run_id: run for run in runs}
+    assert {run.config.label_noise for run in runs} == {0.0, 0.2, 0.4}
+    for run in runs:
+        if run.role == "strategic":
+            twin = by_id[run.twin_id].config
+            assert (twin.strategy, twin.label_noise, twin.rng_seed) == ("archetype", run.config.label_noise,
+                                                                        run.config.rng_seed)
