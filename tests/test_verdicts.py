@@ -91,3 +91,27 @@ def test_control_budget_is_the_share_of_the_twins_sample_steps():
     archetype = [{"samples_trained": 1000}] * 4
     strategy = [{"samples_trained": 500}, {"samples_trained": 300}, {"samples_trained": 200}, {"samples_trained": 234}]
     assert control_budget(strategy, archetype) == round(1234 / 4000, 4)
+
+
+def test_the_budget_curve_benchmark_judges_its_runs_by_the_same_rule():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from budget_curve import control_of, verdicts
+
+    def bench_run(label, seed, accuracies, trained):
+        return {"label": label, "seed": seed, "il_sample_passes": 0,
+                "history": [{"epoch": i + 1, "test_accuracy": a, "train_time_s": float(i + 1), "samples_scored": 0,
+                             "samples_trained": trained} for i, a in enumerate(accuracies)]}
+
+    runs = []
+    for s in range(3):
+        runs += [bench_run("archetype", s, [0.6, 0.9 + 0.01 * s], 100),
+                 bench_run("infobatch", s, [0.95 + 0.01 * s] * 2, 50),
+                 bench_run("rs2 @ infobatch", s, [0.5, 0.7 - 0.02 * s], 50)]
+    assert control_of("rs2 @ infobatch") == ("rs2", "infobatch") and control_of("infobatch") is None
+    found = verdicts(runs, ["archetype", "infobatch", "rs2 @ infobatch"])
+    assert [(v.strategy, v.against) for v in found] == [("infobatch", "archetype"), ("infobatch", "rs2")]
+    assert found[0].accuracy.verdict == BETTER and found[0].passes.verdict == BETTER
+    assert found[1].accuracy.verdict == BETTER and found[1].seconds.verdict == "cannot judge (0 pairs reached; 3 needed)"
