@@ -14,13 +14,14 @@ Four settings:
   schedule to zero (per step, by progress: docs/schedules.md), which flattens out.
 
 Per setting and seed, the archetype and each strategy run one after the other in this process
-(seed-major, so a load change on the machine hits every strategy alike), then one
-``random_subset`` run per strategy at the share of sample-steps that strategy trained in the
-same seed. The table gives, per strategy, the final test accuracy and the training wall-clock
+(seed-major, so a load change on the machine hits every strategy alike), then one control run
+per strategy (``--control``: ``random_subset``, the recorded results' control, or ``rs2``) at
+the share of sample-steps that strategy trained in the same seed. The table gives, per strategy, the final test accuracy and the training wall-clock
 (the trainer's ``train_time_s``: planning, scoring and training, evaluation excluded) and the
 sample passes (samples scored + trained) at the first epoch whose test accuracy reaches the
 archetype's final mean accuracy − 0.1 points and − 0.5 points, each as a ratio to the archetype
-of the same invocation. The figure (PNG beside the table) draws test accuracy against training
+of the same invocation. Last, the paired verdicts (assist.verdicts): each strategy against the
+archetype and against its control, seed by seed, with 95% confidence intervals. The figure (PNG beside the table) draws test accuracy against training
 wall-clock and against sample passes for every strategy, with the report's figure code.
 """
 
@@ -44,6 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cost_to_accuracy import first_reach, fmt, run_one  # noqa: E402  (the same run and reach rules)
 
 from assist.data import load_dataset  # noqa: E402
+from assist.strategies.controls import CONTROLS, control_label, control_overrides  # noqa: E402
+from assist.verdicts import (MARGIN, MEASURES, PairedVerdict, control_budget, legend, outcome,  # noqa: E402
+                             paired_verdict, table_rows)
 from assist.report.drawing import render_curves  # noqa: E402
 from assist.report.figures import Line, add_derived, colour_map  # noqa: E402
 
@@ -74,14 +78,34 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 MARGINS = (0.001, 0.005)   # − 0.1 and − 0.5 points
 
 
-def control_label(label: str) -> str:
-    return f"random_subset @ {label}"
+def control_of(label: str) -> Optional[tuple[str, str]]:
+    """(control kind, strategy label) of a control's label (``rs2 @ infobatch``); None for others."""
+    kind, at, strategy = label.partition(" @ ")
+    return (kind, strategy) if at and kind in CONTROLS else None
 
 
-def budget_fraction(run: dict[str, Any], num_train: int, epochs: int) -> float:
-    """The share of the archetype's sample-steps a run trained: the random-subset control's fraction."""
-    trained = run["history"][-1]["cum_samples_trained"]
-    return round(min(1.0, max(1e-3, trained / (num_train * epochs))), 4)
+def verdicts(runs: list[dict[str, Any]], labels: list[str]) -> list[PairedVerdict]:
+    """Each strategy against the archetype of its seed and against its control, paired by seed
+    (assist.verdicts: the same rule as assist compare and assist report)."""
+    outcomes = {label: {r["seed"]: outcome(r["history"]) for r in runs if r["label"] == label} for label in labels}
+    archetypes = outcomes["archetype"]
+    found = []
+    for label in labels:
+        if label == "archetype" or control_of(label):
+            continue
+        found.append(paired_verdict(label, "archetype", outcomes[label], archetypes, archetypes))
+        for other in labels:
+            if control_of(other) and control_of(other)[1] == label:
+                found.append(paired_verdict(label, control_of(other)[0], outcomes[label], outcomes[other], archetypes))
+    return found
+
+
+def verdict_markdown(found: list[PairedVerdict]) -> str:
+    head = ["strategy", "against", "seeds"] + [f"{title} {part}" for _, title, _ in MEASURES
+                                               for part in ("diff [95% CI]", "verdict")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(found)]
+    return "\n".join(lines)
 
 
 def reach(group: list[dict[str, Any]], target: float) -> dict[str, Any]:
@@ -108,7 +132,7 @@ def summarise(runs: list[dict[str, Any]], labels: list[str]) -> tuple[dict[str, 
             "passes": statistics.fmean(r["cum_samples_scored"] + r["cum_samples_trained"] + g["il_sample_passes"]
                                        for r, g in zip(last, group)),
             "fraction": group[0]["config"].get("strategy_options", {}).get("fraction")
-            if label.startswith("random_subset") else None}
+            if control_of(label) else None}
         for name, target in targets.items():
             row[name] = reach(group, target)
         table.append(row)
@@ -155,7 +179,7 @@ def goal_met(rows: list[dict[str, Any]], name: str) -> list[str]:
 
 
 def markdown(table: list[dict[str, Any]], targets: dict[str, float], header: str, figure: str,
-             pairs: list[dict[str, Any]]) -> str:
+             pairs: list[dict[str, Any]], found: list[PairedVerdict]) -> str:
     names = list(targets)
     lines = [header, "", GOAL, "",
              "Targets: " + ", ".join(f"{n} = {100 * t:.2f}%" for n, t in targets.items()) + ".", "",
@@ -190,7 +214,8 @@ def markdown(table: list[dict[str, Any]], targets: dict[str, float], header: str
             cells += [f"{x['reached']}/{r['seeds']}", fmt(x["seconds_ratio"], ".2f"), fmt(x["passes_ratio"], ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
     met = goal_met(pairs, names[0])
-    lines += ["", "Goal, paired by seed: met by " + (", ".join(met) if met else "no strategy in this setting") + "."]
+    lines += ["", "Goal, paired by seed: met by " + (", ".join(met) if met else "no strategy in this setting") + ".",
+              "", "Paired verdicts: " + legend(MARGIN), "", verdict_markdown(found)]
     return "\n".join(lines)
 
 
@@ -218,7 +243,7 @@ def run_setting(name: str, args: argparse.Namespace, strategies: list[str]) -> d
     base = {**{k: v for k, v in setting.items() if k != "plot_from"}, "data_dir": args.data_dir, "epochs": epochs,
             "batch_size": args.batch_size, "learning_rate": lr, "num_threads": args.threads,
             "train_eval_every": epochs}
-    labels = strategies + [control_label(s) for s in strategies[1:]]
+    labels = strategies + [control_label(args.control, s) for s in strategies[1:]]
     started, load_before = time.time(), os.getloadavg()
     runs: list[dict[str, Any]] = []
     data = None
@@ -226,10 +251,10 @@ def run_setting(name: str, args: argparse.Namespace, strategies: list[str]) -> d
         data = load_dataset(setting["dataset"], data_dir=args.data_dir, samples_per_class=setting["samples_per_class"],
                             seed=seed)
         for label in labels:
-            if label.startswith("random_subset"):
-                twin = next(r for r in runs if r["label"] == label.split(" @ ", 1)[1] and r["seed"] == seed)
-                overrides = {"strategy": "random_subset",
-                             "strategy_options": {"fraction": budget_fraction(twin, data.num_train, epochs)}}
+            if control_of(label):
+                kind, of = control_of(label)
+                mine = lambda name: next(r for r in runs if r["label"] == name and r["seed"] == seed)
+                overrides = control_overrides(kind, control_budget(mine(of)["history"], mine("archetype")["history"]))
             else:
                 overrides = dict(STRATEGIES[label])
             t0 = time.time()
@@ -266,9 +291,12 @@ def write_results(name: str, result: dict[str, Any], out: Path) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     png = figure(runs, labels, f"Budget curves: {result['describe']}", out / f"budget_curve_{name}.png", targets,
                  SETTINGS[name]["plot_from"])
-    text = markdown(table, targets, header, str(png), pairs)
+    found = verdicts(runs, labels)
+    text = markdown(table, targets, header, str(png), pairs, found)
     print("\n" + text, flush=True)
-    result = {**result, "targets": targets, "table": table, "paired": pairs}
+    result = {**result, "targets": targets, "table": table, "paired": pairs,
+              "verdicts": [{"strategy": v.strategy, "against": v.against, "seeds": len(v.seeds),
+                            **{name: vars(v.of(name)) for name, _, _ in MEASURES}} for v in found]}
     (out / f"budget_curve_{name}.json").write_text(json.dumps(result, indent=1))
     (out / f"budget_curve_{name}.md").write_text(text + "\n")
     return result
@@ -285,6 +313,8 @@ def main() -> None:
                         help=f"override every setting's learning rate (default: the setting's, else {LEARNING_RATE})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a shared machine)")
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES), help="labels to run (archetype always runs)")
+    parser.add_argument("--control", choices=CONTROLS, default="random_subset",
+                        help="each strategy's random control at its budget (random_subset: the recorded results')")
     parser.add_argument("--out-dir", default="bench/results")
     parser.add_argument("--replot", action="store_true",
                         help="recompute the tables and redraw the figures of the recorded runs (no training)")

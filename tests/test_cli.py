@@ -88,15 +88,15 @@ def test_existing_run_is_not_overwritten(tmp_path):
 
 def test_compare_prints_the_thesis_table(tmp_path):
     result = assist("compare", "dataset=synthetic", "model=fcnet16", "epochs=2", "batch_size=16",
-                    "--strategies", "batchwise,epochwise", "--out", str(tmp_path))
+                    "--strategies", "batchwise,epochwise", "--control", "none", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("metric"))
     assert header.split() == ["metric", "strategy", "train", "test", "ratio"]
     for metric in ("accuracy", "mean loss", "q=0.9 loss", "worst loss"):
         assert any(line.startswith(metric) and "archetype" in line for line in lines)
-    # the headline, 4 metric rows and the cost table
-    assert sum("batchwise (hard, raw batch 16)" in line for line in lines) == 6
+    # the headline, 4 metric rows, the cost table and the verdict against the twin
+    assert sum("batchwise (hard, raw batch 16)" in line for line in lines) == 7
     assert lines[lines.index("synthetic / fcnet16, 2 epochs, batch 16, seed 0") + 2].startswith(
         "batchwise (hard, raw batch 16): test accuracy ")
     assert "ratio = test ÷ train" in result.stdout and f"runs written to {tmp_path}" in result.stdout
@@ -124,7 +124,41 @@ def test_compare_honours_the_strategy_key(tmp_path):
     assert result.returncode == 0, result.stderr
     assert any(line.startswith("accuracy") for line in result.stdout.splitlines())
     assert sum(line.lstrip().startswith("infobatch") or " infobatch " in line for line in result.stdout.splitlines()) >= 4
-    assert sorted(p.name.split("-")[4] for p in tmp_path.iterdir()) == ["archetype", "infobatch"]
+    # and its rs2 control at its budget (the default control)
+    assert sorted(p.name.split("-")[4] for p in tmp_path.iterdir()) == ["archetype", "infobatch", "rs2"]
+
+
+def test_compare_judges_a_strategy_against_its_twin_and_control_over_seeds(tmp_path):
+    """One seed cannot be judged; three seeds give real verdicts, against the twin and against
+    the rs2 control at the strategy's budget, and `assist report` finds the same controls."""
+    from assist.api import compare
+    from assist.verdicts import verdict_text
+
+    tiny = ["dataset=digits", "epochs=1", "samples_per_class=12", "batch_size=16", "--strategies", "batchwise"]
+    one = compare({"dataset": "digits", "epochs": 1, "samples_per_class": 12, "batch_size": 16},
+                  [{"strategy": "batchwise"}], control="rs2")     # the API's defaults: seeds=1
+    assert list(one) == ["archetype", "batchwise (hard, raw batch 16)", "rs2 @ batchwise (hard, raw batch 16)"]
+    assert one["archetype"] is one.by_seed["archetype"][0] and len(one.by_seed["archetype"]) == 1
+    assert [(v.strategy, v.against) for v in one.verdicts] == [("batchwise (hard, raw batch 16)", "archetype"),
+                                                               ("batchwise (hard, raw batch 16)", "rs2")]
+    assert verdict_text(one.verdicts).count("cannot judge (1 seed; 3 needed)") == 6
+    three = assist("compare", *tiny, "--seeds", "3", "--control", "random_subset", "--out", str(tmp_path / "three"))
+    assert three.returncode == 0, three.stderr
+    lines = three.stdout[three.stdout.index("paired verdicts over 3 seeds"):].splitlines()
+    rows = [line for line in lines if line.startswith("batchwise (hard, raw batch 16)")]
+    assert [row.split()[5] for row in rows] == ["archetype", "random_subset"]
+    assert all(row.split()[6] == "3" for row in rows)
+    accuracy = [line for line in lines if "  test accuracy  " in line]
+    assert len(accuracy) == 2 and not any("cannot judge" in line for line in accuracy)
+    assert all(line.rstrip().endswith(("better", "worse", "no measurable difference")) for line in accuracy)
+    names = sorted(p.name.split("-")[4] for p in (tmp_path / "three").iterdir())
+    assert names == ["archetype"] * 3 + ["batchwise"] * 3 + ["random_subset"] * 3
+    from assist.report.build import build_report
+    from assist.report.loading import load_runs
+
+    report = build_report(load_runs(tmp_path / "three"), figures=False)
+    against = [(row[0], row[1], row[2]) for row in report.groups[0].paired.rows]
+    assert ("batchwise (hard, raw batch 16)", "random_subset", "3") in against
 
 
 def run_in_terminal(args: list[str], cwd) -> str:

@@ -89,12 +89,12 @@ def test_report_renders_in_chromium(tmp_path):
 
     probe, console = render(page, tmp_path / "profile")
     assert probe["problems"] == [] and console == []
-    per_group = ["report-table comparison"] * 2 + ["report-table cost"]
+    per_group = ["report-table comparison"] * 2 + ["report-table cost", "report-table paired"]
     assert [t["cls"] for t in probe["tables"]] == per_group * 2 + ["report-table appendix"]
     # fcnet100 (g01) holds the failed run, on a row of its own (not in the cost table).
-    assert [t["rows"] for t in probe["tables"]] == [3, 3, 2, 2, 2, 2, 8]
+    assert [t["rows"] for t in probe["tables"]] == [3, 3, 2, 1, 2, 2, 2, 1, 8]
     assert all(t["w"] > 300 and t["h"] > 40 for t in probe["tables"])
-    # at 1,400 px every comparison and cost table fits without scrolling sideways
+    # at 1,400 px every comparison, cost and verdict table fits without scrolling sideways
     assert not any(t["scrolls"] for t in probe["tables"] if "appendix" not in t["cls"])
     assert len(probe["figures"]) == len(pngs)
     for figure in probe["figures"]:

@@ -166,32 +166,84 @@ def _follow(config: ResolvedRun, data: ImageDataset, model, strategy, callbacks:
     return RunResult(config=config, state=trainer.fit(), summary=trainer.summary(), path=out)
 
 
+class Comparison(dict):
+    """What ``compare`` returns: label -> the first seed's RunResult (archetype first, then the
+    strategies, then their controls), as before seeds and controls existed; ``by_seed``: label ->
+    the RunResult of every seed; ``verdicts``: each strategy against its twin and its control,
+    paired by seed (``assist.verdicts``)."""
+
+    def __init__(self, by_seed: dict[str, list[RunResult]], verdicts: list) -> None:
+        super().__init__({label: results[0] for label, results in by_seed.items()})
+        self.by_seed, self.verdicts = by_seed, verdicts
+
+
 def compare(config: ConfigLike, strategies: Iterable[ConfigLike], *, out: Union[str, Path, None] = None,
-            callbacks_for=None) -> dict[str, RunResult]:
+            callbacks_for=None, seeds: int = 1, control: Optional[str] = None) -> Comparison:
     """Train the archetype twin of ``config`` and each strategic variant, same data and seed.
     ``strategies`` are override mappings applied on top of ``config`` (strategy keys of
     ``config``, e.g. ``accumulation_batch_size``, apply to every variant and must be taken by
     each); keys of the result are readable labels, the archetype first. Every run is validated
-    before the first one trains."""
+    before the first one trains.
+
+    ``seeds``: that many seeds from the config's ``rng_seed`` on, each seed training every
+    side. ``control`` (``rs2`` or ``random_subset``): each strategy also gets its random control
+    at the share of sample-steps it trained in the same seed (``assist.strategies.controls``;
+    strategies that are controls themselves get none). docs/peers.md, "Random controls and
+    paired verdicts"."""
+    from assist.strategies.controls import CONTROLS, control_label, control_overrides
+    from assist.verdicts import control_budget, outcome, paired_verdict
+
+    if seeds < 1:
+        raise ValueError(f"compare: seeds must be at least 1, got {seeds}")
     values = _given(config)
     taken = set(strategy_keys())
-    shared = validate_run({k: v for k, v in values.items() if k not in taken})
-    runs: dict[str, ResolvedRun] = {"archetype": twin_config(shared)}
+    plain = {k: v for k, v in values.items() if k not in taken}
+    first = validate_run(plain).rng_seed
+    layers: dict[str, dict[str, Any]] = {}
     for overrides in strategies:
         layer = _given(overrides)
         merged = {**values, **layer}
         if "strategy" not in layer:
             merged["strategy"] = None
-        variant = validate_run(merged)
-        runs.setdefault(strategy_label(variant), variant)
-    data = load_data(shared)
-    results = {}
+        label = strategy_label(validate_run(merged))
+        if label != "archetype":   # the twin is trained anyway
+            layers.setdefault(label, merged)
+    controlled = [label for label, merged in layers.items() if control and merged.get("strategy") not in CONTROLS]
+    plans = []
+    for seed in range(first, first + seeds):   # every run checked before the first trains
+        shared = validate_run({**plain, "rng_seed": seed})
+        runs = {"archetype": twin_config(shared), **{label: validate_run({**merged, "rng_seed": seed})
+                                                     for label, merged in layers.items()}}
+        if controlled:
+            validate_run({**plain, "rng_seed": seed, **control_overrides(control, 0.5)})
+        plans.append((shared, runs))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for label, run_config in runs.items():
+    by_seed: dict[str, list[RunResult]] = {}
+
+    def run(label: str, run_config: ResolvedRun, data: ImageDataset) -> RunResult:
         target = None if out is None else Path(out) / f"{stamp}-{run_name(run_config)}"
         extra = callbacks_for(label) if callbacks_for else ()
-        results[label] = train(run_config, out=target, data=data, callbacks=extra)
-    return results
+        result = train(run_config, out=target, data=data, callbacks=extra)
+        by_seed.setdefault(label, []).append(result)
+        return result
+
+    for shared, runs in plans:
+        data = load_data(shared)
+        done = {label: run(label, run_config, data) for label, run_config in runs.items()}
+        for label in controlled:
+            fraction = control_budget(done[label].history, done["archetype"].history)
+            run(control_label(control, label),
+                validate_run({**plain, "rng_seed": shared.rng_seed, **control_overrides(control, fraction)}), data)
+    outcomes = {label: {r.config.rng_seed: outcome(r.history) for r in results
+                        if r.summary.get("status") == "completed" and r.history}
+                for label, results in by_seed.items()}
+    verdicts = []
+    for label in layers:
+        verdicts.append(paired_verdict(label, "archetype", outcomes[label], outcomes["archetype"], outcomes["archetype"]))
+        if label in controlled:
+            verdicts.append(paired_verdict(label, control, outcomes[label], outcomes[control_label(control, label)],
+                                           outcomes["archetype"]))
+    return Comparison(by_seed, verdicts)
 
 
 def _given(config: ConfigLike) -> dict[str, Any]:
@@ -223,5 +275,5 @@ def apply_threads(config: Union[ResolvedRun, TrainConfig]) -> None:
         torch.set_num_threads(min(config.num_threads, cores))
 
 
-__all__ = ["ResolvedRun", "RunResult", "TrainConfig", "compare", "config_hash", "load_data", "make_config",
+__all__ = ["Comparison", "ResolvedRun", "RunResult", "TrainConfig", "compare", "config_hash", "load_data", "make_config",
            "run_name", "strategy_label", "train", "DataError"]

@@ -107,8 +107,8 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
         sys.exit(1)
 
 
-@cli.command(help=f"""Train the archetype and strategies on the same data and seed; print the thesis
-             table. OVERRIDES are key=value pairs (`assist keys` lists them).
+@cli.command(help=f"""Train the archetype, the strategies and their random controls on the same data
+             and seeds; print the thesis table and the paired verdicts. OVERRIDES are key=value pairs (`assist keys` lists them).
 
              Defaults: {COMPARE_SIZE}, learning rate {COMPARE_DEFAULTS['learning_rate']:g} (not
              assist train's {TRAIN_SIZE}); the other keys as in assist train.""")
@@ -118,8 +118,12 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
 @click.option("--strategies", default=None,
               help="Comma-separated strategies to compare with the archetype twin "
                    "[default: the config's strategy, else batchwise].")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Seeds from rng_seed on, each training every side; paired verdicts need 3.")
+@click.option("--control", type=click.Choice(["rs2", "random_subset", "none"]), default="rs2", show_default=True,
+              help="Each strategy's random control at the share of sample-steps it trained (docs/peers.md).")
 @click.argument("overrides", nargs=-1)
-def compare(config_file: Optional[str], out: Optional[str], strategies: Optional[str],
+def compare(config_file: Optional[str], out: Optional[str], strategies: Optional[str], seeds: int, control: str,
             overrides: tuple[str, ...]) -> None:
     import time
 
@@ -127,6 +131,7 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: Optional
     from assist.strategies.resolve import strategy_name
     from assist.engine.callbacks import ProgressReporter
     from assist.tables import comparison_table, cost_table, headline, run_cost
+    from assist.verdicts import verdict_text
 
     values = resolve_values(config_file, overrides, COMPARE_DEFAULTS)
     chosen = values.pop("strategy", None)
@@ -143,18 +148,23 @@ def compare(config_file: Optional[str], out: Optional[str], strategies: Optional
 
     check_out(out)
     target = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    results = compare_runs(values, variants, out=target, callbacks_for=lambda label: [ProgressReporter(label=label)])
+    results = compare_runs(values, variants, out=target, seeds=seeds, control=None if control == "none" else control,
+                           callbacks_for=lambda label: [ProgressReporter(label=label)])
     base = results["archetype"].config
     finals = {label: r.final for label, r in results.items()}
     costs = {label: run_cost(r.history, r.state.train_time_s) for label, r in results.items()}
-    click.echo(f"\n{base.dataset} / {base.model}, {base.epochs} epochs, batch {base.batch_size}, seed {base.rng_seed}\n")
+    first = f" (the first of {seeds} seeds)" if seeds > 1 else ""
+    click.echo(f"\n{base.dataset} / {base.model}, {base.epochs} epochs, batch {base.batch_size}, "
+               f"seed {base.rng_seed}{first}\n")
     for line in headline(finals, costs):
         click.echo(line)
     click.echo("\nfinal values; ratio = test ÷ train\n")
     click.echo(comparison_table(finals))
     click.echo("\ncost (sample passes = samples scored + samples trained)\n")
     click.echo(cost_table(costs))
-    loads = [row.get("load_average_1m") for r in results.values() for row in r.history]
+    click.echo(f"\npaired verdicts over {seeds} seed{'s' if seeds > 1 else ''}\n")
+    click.echo(verdict_text(results.verdicts))
+    loads = [row.get("load_average_1m") for runs in results.by_seed.values() for r in runs for row in r.history]
     busiest = max((value for value in loads if isinstance(value, (int, float))), default=None)
     if busiest is not None and busiest > (os.cpu_count() or 1) + 0.5:
         click.echo(f"\ncaveat: the machine was busy (load average up to {busiest:.1f} on {os.cpu_count()} cores): "

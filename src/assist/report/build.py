@@ -13,13 +13,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from assist.report.drawing import render_panels
-from assist.report.figures import (ACCUMULATION_PANELS, X_AXES, FigureFiles, Line, add_derived,
-                                   colour_map, has_accumulation, subgroup_lines)
+from assist.report.figures import (ACCUMULATION_PANELS, SHARE_PANELS, X_AXES, FigureFiles, Line, add_derived,
+                                   colour_map, has_accumulation, has_shares, subgroup_lines)
 from assist.report.grouping import Group, Subgroup, find_twins, group_runs
 from assist.report.loading import RunSet
-from assist.report.cost import cost_table, run_costs
+from assist.report.cost import cost_table, run_costs, run_histories
+from assist.report.paired import group_paired, paired_table
 from assist.report.tables import RunFacts, Table, appendix_table, comparison_table
 from assist.report.verdict import group_verdicts
+from assist.verdicts import verdict_text
 
 if TYPE_CHECKING:
     from assist.report.thesis import ThesisComparison
@@ -42,6 +44,8 @@ class GroupReport:
     figures: list[SubgroupFigures] = field(default_factory=list)
     cost: Optional[Table] = None   # steps, samples, and passes and time against the twin
     verdicts: list[str] = field(default_factory=list)  # per strategy: accuracy and cost against the twin
+    paired: Optional[Table] = None   # paired verdicts against the twin and the random control
+    paired_text: str = ""            # the same for a terminal (assist.verdicts.verdict_text)
 
 
 @dataclass
@@ -84,6 +88,11 @@ def _render_job(job: _FigureJob) -> list[FigureFiles]:
                                panels=ACCUMULATION_PANELS, stem=job.stem, formats=job.formats)
         if result is not None:
             made.append(result)
+    if has_shares(job.lines):
+        result = render_panels(job.lines, job.colours, "shares", job.title, panels=SHARE_PANELS, stem=job.stem,
+                               formats=job.formats)
+        if result is not None:
+            made.append(result)
     return made
 
 
@@ -104,10 +113,15 @@ def build_report(runset: RunSet, out: Optional[str | os.PathLike] = None, *,
     groups = group_runs(runset, group_by)
     colours = colour_map(runset.runs["label"])
     facts = RunFacts(runset)
-    costs = run_costs(runset)
-    reports = [GroupReport(g, comparison_table(runset, g, twins, facts), cost=cost_table(runset, g, twins, costs),
-                           verdicts=group_verdicts(runset, g, twins, costs))
-               for g in groups]
+    histories = run_histories(runset)
+    costs = run_costs(runset, histories)
+    reports = []
+    for g in groups:
+        paired = group_paired(runset, g, twins, histories)
+        reports.append(GroupReport(g, comparison_table(runset, g, twins, facts), cost=cost_table(runset, g, twins, costs),
+                                   verdicts=group_verdicts(runset, g, twins, costs),
+                                   paired=paired_table(g, paired) if paired else None,
+                                   paired_text=verdict_text(paired)))
     appendix = appendix_table(runset, groups, twins, facts)
     report = Report(runset, reports, appendix, colours, twins)
     if not figures:

@@ -21,13 +21,17 @@ from assist.report.loading import RunSet
 from assist.report.tables import Table, fmt, fmt_mean_std
 from assist.tables import run_cost
 
-def run_costs(runset: RunSet) -> pd.DataFrame:
+def run_histories(runset: RunSet) -> dict[str, list[dict[str, Any]]]:
+    """Per run, its epochs as the metrics rows it logged (missing values as None)."""
+    epochs = runset.epochs.astype(object).where(runset.epochs.notna(), None)
+    return {run: frame.sort_values("epoch").to_dict("records") for run, frame in epochs.groupby("run", sort=False)}
+
+
+def run_costs(runset: RunSet, histories: Optional[dict[str, list[dict[str, Any]]]] = None) -> pd.DataFrame:
     """Per run: steps, samples scored and trained, sample passes and training seconds, counted
     from its epochs as ``assist compare`` counts them (``assist.tables.run_cost``)."""
     records = {}
-    epochs = runset.epochs.astype(object).where(runset.epochs.notna(), None)
-    for run, frame in epochs.groupby("run", sort=False):
-        rows = frame.to_dict("records")
+    for run, rows in (run_histories(runset) if histories is None else histories).items():
         records[run] = run_cost(rows, float(rows[-1].get("train_time_s") or 0.0))
     columns = ["steps", "scored", "trained", "aux_passes", "passes", "time_s"]
     return pd.DataFrame.from_dict(records, orient="index", columns=columns).reindex(runset.runs.index).astype(float)

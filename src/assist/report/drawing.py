@@ -27,7 +27,7 @@ from assist.files import atomic_open
 
 def _x_axis(kind: str, lines: Sequence[Line]) -> tuple[str, float, str]:
     """Which column to use as x, the divisor to apply and the axis label with its unit."""
-    if kind in ("epoch", "accumulation"):
+    if kind in ("epoch", "accumulation", "shares"):
         return "epoch", 1.0, "epoch"
     column = {"time": "wall_clock_s", "train_time": "train_time_s"}.get(kind, "training_cost")
     tops = [np.nanmax(l.arrays[column][2]) for l in lines
@@ -136,7 +136,8 @@ def _rows(count: int, columns: int = 3) -> int:
 # One reusable figure per panel layout and process: creating axes and their tick objects
 # costs more than drawing them, and a report draws hundreds of identical layouts.
 _KIND_TITLES = {"epoch": "per epoch", "time": "against wall-clock time",
-                "cost": "against training cost", "accumulation": "batch accumulation"}
+                "cost": "against training cost", "accumulation": "batch accumulation",
+                "shares": "who gets trained"}
 # One font family (not a fallback list, which is searched on every text draw); no glyph
 # hinting (text is ~60% of a draw; this saves ~15%); SVG text kept as text, and a fixed
 # hash salt so that the same runs give the same SVG bytes.

@@ -1,8 +1,9 @@
 """What the thesis's figures show, for one subgroup of runs (same experiment, several
 strategies): the panels, the colours, and the per-epoch curves (drawing is in drawing.py).
 
-Nine panels of the main metrics against epochs, wall-clock time and training cost, and the
-batch-accumulation panels (Appendix Fig. 6). Each strategy label has one colour for the
+Nine panels of the main metrics against epochs, wall-clock time and training cost, the
+batch-accumulation panels (Appendix Fig. 6), and, for runs with label noise or imbalanced
+classes, who gets trained (noisy and rare-class shares of the trained samples per epoch). Each strategy label has one colour for the
 whole report; seeds are drawn as the mean line with a min–max band; runs that did not
 complete are drawn alone, dotted, and never enter a mean.
 """
@@ -47,9 +48,20 @@ ACCUMULATION_PANELS = (
     ("Forwarded samples that were trained", "trained ÷ scored (fraction)", ("trained_share",)),
 )
 ACCUMULATION_COLUMNS = tuple(c for _, _, cols in ACCUMULATION_PANELS for c in cols)
+# Who gets trained (runs with label noise or imbalanced classes): per epoch, the share of the
+# trained samples that carry a flipped label and that come from the rarer half of the classes,
+# each against the training set's own share (dashed), and the test's balanced accuracy
+SHARE = "share of trained samples"
+SHARE_PANELS = (
+    ("Flipped labels among trained (dashed: data)", SHARE, ("trained_noisy_share", "data_noisy_share")),
+    ("Rarer classes among trained (dashed: data)", SHARE, ("trained_rare_share", "data_rare_share")),
+    ("Test balanced accuracy", ACC, ("test_balanced_accuracy",)),
+)
+SHARE_MARKS = ("trained_noisy_share", "trained_rare_share")
 X_AXES = ("epoch", "time", "cost")
 PLOTTED_COLUMNS = tuple(dict.fromkeys(
-    [c for _, _, cols in PANELS + ACCUMULATION_PANELS for c in cols] + ["wall_clock_s", "train_time_s", "training_cost"]))
+    [c for _, _, cols in PANELS + ACCUMULATION_PANELS + SHARE_PANELS for c in cols]
+    + ["wall_clock_s", "train_time_s", "training_cost"]))
 CAPTION = ("Lines: mean over the completed seeds of each strategy; shaded band: min–max over "
            "those seeds; dotted: a single run that did not complete (its status in the legend).")
 
@@ -157,3 +169,9 @@ def has_accumulation(lines: list[Line]) -> bool:
     acceptance ratio alone is logged by every strategy, as 1.0 for those that accept all.)"""
     marks = ("raw_batches_per_batch_mean", "raw_batches_per_step", "overflow_discarded")
     return any(c in f and f[c].notna().any() for l in lines for f in l.frames for c in marks)
+
+
+def has_shares(lines: list[Line]) -> bool:
+    """Whether some run logged who it trained (``trained_noisy_share`` or ``trained_rare_share``
+    not None: a run with label noise or imbalanced classes)."""
+    return any(c in f and f[c].notna().any() for l in lines for f in l.frames for c in SHARE_MARKS)

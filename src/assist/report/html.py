@@ -17,6 +17,7 @@ from assist.report.drawing import FIGURE_PX
 from assist.report.figures import CAPTION
 from assist.report.tables import Table
 from assist.files import atomic_write
+from assist.verdicts import legend
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -40,6 +41,8 @@ pre{background:#f4f4f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
 .note{font-size:.85rem;color:#444}.warn{color:#8a4b00}
 .findings li.holds::marker{content:"✓ ";color:#1a7f37}.findings li.fails::marker{content:"✗ ";color:#b42318}
 ul.verdict{margin:.6rem 0;padding-left:1.2rem;font-weight:600}
+td.verdict{white-space:normal;min-width:6rem;max-width:9rem}td.better{color:#1a7f37;font-weight:600}
+td.worse{color:#b42318;font-weight:600}
 nav ul{columns:2;font-size:.9rem}
 """
 
@@ -70,6 +73,8 @@ def table_html(table: Table, colours: dict[str, str], css_class: str) -> str:
             klass = ' class="text"' if name in _TEXT_COLUMNS or not _numeric(cell) else ""
             if name == "Note":  # notes wrap, so they do not widen the table past the screen
                 klass = ' class="text note"'
+            if name == "Verdict":  # paired verdicts: wrapped, and coloured by their word
+                klass = f' class="text verdict {cell.split(" ")[0] if cell in ("better", "worse") else ""}"'
             tds.append(f"<td{klass}>{text}</td>")
         body.append(f'<tr class="{cls}">' + "".join(tds) + "</tr>")
     return (f'<div class="scroll"><table class="report-table {css_class}"><thead>{head}</thead>'
@@ -77,11 +82,11 @@ def table_html(table: Table, colours: dict[str, str], css_class: str) -> str:
 
 
 def _numeric(cell: str) -> bool:
-    return bool(cell) and (cell[0].isdigit() or cell[0] in "-–∞" and len(cell) > 1)
+    return bool(cell) and (cell[0].isdigit() or cell[0] in "+-–∞" and len(cell) > 1)
 
 
 # the comparison table in two parts, so that each fits a laptop screen
-TABLE_PARTS = (("Accuracy", "Mean loss"), ("Q=0.9 loss", "Worst loss"))
+TABLE_PARTS = (("Accuracy", "Balanced accuracy", "Mean loss"), ("Q=0.9 loss", "Worst loss"))
 
 
 def split_comparison(table: Table) -> list[Table]:
@@ -116,7 +121,8 @@ def _figure_html(path: Path, alt: str, caption: str = CAPTION) -> str:
 
 _KIND_TEXT = {"epoch": "per epoch", "time": "against wall-clock time",
               "cost": "against training cost (samples scored + trained)",
-              "accumulation": "batch accumulation per epoch"}
+              "accumulation": "batch accumulation per epoch",
+              "shares": "who gets trained per epoch (noisy labels, rarer classes) and balanced test accuracy"}
 
 
 def _group_html(rep: GroupReport, colours: dict[str, str]) -> str:
@@ -141,6 +147,9 @@ def _group_html(rep: GroupReport, colours: dict[str, str]) -> str:
                   "<p class='note'>Sample passes = samples scored (selection forwards) + samples trained, "
                   "an auxiliary model's included; both ratios are run by run against the archetype twin, "
                   "then averaged.</p>"]
+    if rep.paired is not None:
+        parts += ["<h3>Paired verdicts</h3>", table_html(rep.paired, colours, "paired"),
+                  f"<p class='note'>{escape(legend())}</p>"]
     caption = CAPTION if apart else CAPTION.split("; dotted:")[0] + "."
     for sub in rep.figures:
         if len(rep.figures) > 1:

@@ -26,6 +26,7 @@ from assist.report.loading import RunSet
 TABLE_METRICS = (("Accuracy", "accuracy"), ("Mean loss", "loss_mean"),
                  ("Q=0.9 loss", "loss_q90"), ("Worst loss", "loss_worst"))
 PARTS = (("Train", "train"), ("Test", "test"), ("Ratio", "ratio"))
+BALANCED, BALANCED_TITLE = "balanced_accuracy_test", "Balanced accuracy"   # shown where some run logged it
 
 
 @dataclass
@@ -86,6 +87,7 @@ def run_values(runs: pd.DataFrame) -> pd.DataFrame:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = test / train.where(train != 0)
         out[f"{metric}_ratio"] = ratio.replace([np.inf, -np.inf], np.nan)
+    out[BALANCED] = _numeric(runs, "final_test_balanced_accuracy")   # runs that log it (per-class test accuracy)
     return out
 
 
@@ -160,7 +162,10 @@ def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
                 records.append(record)
     data = pd.DataFrame.from_records(records)
     header = [("", k) for k in group.row_keys] + [("", "Strategy"), ("", "Status"), ("", "n")]
-    header += [(title, part) for title, _ in TABLE_METRICS for part, _ in PARTS] + [("", "Note")]
+    header += [(title, part) for title, _ in TABLE_METRICS for part, _ in PARTS]
+    balanced = bool(records) and bool(data.get(f"{BALANCED}_mean", pd.Series(dtype=float)).notna().any())
+    header += [(BALANCED_TITLE, "Test")] if balanced else []
+    header += [("", "Note")]
     rows, classes = [], []
     for rec in records:
         cells = [fmt(rec.get(k)) for k in group.row_keys]
@@ -171,6 +176,9 @@ def comparison_table(runset: RunSet, group: Group, twins: Optional[dict] = None,
                 if rec["n"] >= 3:  # a mean of few seeds hides an outlier; the median does not
                     cell += f" (med {fmt(rec[f'{metric}_{part}_median'])})"
                 cells.append(cell)
+        if balanced:
+            cell = fmt_mean_std(rec[f"{BALANCED}_mean"], rec[f"{BALANCED}_std"], rec["n"])
+            cells.append(cell + (f" (med {fmt(rec[f'{BALANCED}_median'])})" if rec["n"] >= 3 else ""))
         cells.append(rec["note"])
         rows.append(cells)
         classes.append("completed" if rec["status"] == "completed" else "not-completed")

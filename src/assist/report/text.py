@@ -9,8 +9,9 @@ import pandas as pd
 
 from assist.report.build import Report
 from assist.report.figures import CAPTION
-from assist.report.tables import TABLE_METRICS, Table
+from assist.report.tables import BALANCED_TITLE, TABLE_METRICS, Table
 from assist.files import atomic_write
+from assist.verdicts import legend
 
 if TYPE_CHECKING:
     from assist.report.thesis import ThesisComparison
@@ -60,6 +61,8 @@ def render_markdown(report: Report, path: Path) -> Path:
         if rep.cost is not None and rep.cost.rows:
             out.append(f"Cost:\n\n{table_markdown(rep.cost)}\n\nSample passes = samples scored + trained; "
                        "ratios run by run against the archetype twin.\n")
+        if rep.paired is not None:
+            out.append(f"Paired verdicts:\n\n{table_markdown(rep.paired)}\n\n{legend()}\n")
         for sub in rep.figures:
             for fig in sub.figures:
                 if "png" in fig.files:
@@ -105,7 +108,8 @@ def terminal_tables(report: Report, limit: int = 10, width: int = 120) -> str:
         names = [sub for _, sub in rep.table.header]
         ids = [i for i, (top, sub) in enumerate(rep.table.header) if top == "" and sub != "Note"]
         for title, _ in TABLE_METRICS:
-            columns = ids + [i for i, (top, _) in enumerate(rep.table.header) if top == title]
+            tops = (title, BALANCED_TITLE) if title == "Accuracy" else (title,)
+            columns = ids + [i for i, (top, _) in enumerate(rep.table.header) if top in tops]
             header = [(rep.table.header[i][0], rep.table.header[i][1]) for i in columns]
             rows = [[_short(row[i], width // 4) if names[i] == "Strategy" else row[i].split(" (med ")[0]
                      for i in columns] for row in rep.table.rows]
@@ -116,6 +120,8 @@ def terminal_tables(report: Report, limit: int = 10, width: int = 120) -> str:
                      for row in rep.table.rows if row[at["Note"]]]
             if notes:
                 parts.append("Notes\n" + "\n".join(notes))
+        if rep.paired_text:
+            parts.append("Paired verdicts\n" + rep.paired_text)
         chunks.append("\n\n".join(parts))
     if len(report.groups) > limit:
         chunks.append(f"... and {len(report.groups) - limit} more group(s) in the report")
