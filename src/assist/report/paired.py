@@ -5,7 +5,8 @@ A control run of a strategic run is a completed run of the same subgroup (same i
 and seed whose strategy is a control (``assist.strategies.controls.CONTROLS``) and whose
 ``strategy_options.fraction`` is the strategic run's budget: its samples trained as a share of
 its archetype twin's (``assist.verdicts.control_budget``), within ``TOLERANCE`` (fractions are
-stored rounded to 4 places). Runs of a control strategy are judged against the archetype only.
+stored rounded to 4 places). Runs of a control strategy are judged against the archetype only,
+and only when they are no strategic run's control (those are judged beside their strategy).
 docs/peers.md, "Random controls and paired verdicts".
 """
 
@@ -65,11 +66,12 @@ def group_paired(runset: RunSet, group: Group, twins: dict, histories: dict) -> 
     for sub in group.subgroups:
         prefix = "".join(f"{k}={fmt(v)}, " for k, v in sub.values.items())
         controls = find_controls(runset, sub.runs, twins, histories)
+        serving = {run for found in controls.values() for run in found.values()}   # judged beside their strategy
         for label in label_order(labels[r] for r in sub.runs):
             if label == ARCHETYPE:
                 continue
             paired = [r for r in sub.runs if labels[r] == label and status[r] == "completed" and r in histories
-                      and twins.get(r) is not None and status.get(twins[r]) == "completed"]
+                      and twins.get(r) is not None and status.get(twins[r]) == "completed" and r not in serving]
             if not paired:
                 continue
             seed = lambda run: seed_of(runset, run)
