@@ -48,7 +48,7 @@ def fmt(value: Optional[float], pattern: str = ".2f", scale: float = 1.0) -> str
     return "–" if value is None else format(scale * value, pattern)
 
 
-def summary_rows(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
+def summary_rows(runs: list[dict[str, Any]], labels: list[str], keys: dict[str, Any]) -> list[str]:
     lines = ["| run | final test acc | balanced test acc | budget (× arch. sample-steps) | train s | "
              + " | ".join(f"training on {name} (data)" for _, name in SHARES) + " |",
              "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in SHARES) + " |"]
@@ -66,6 +66,9 @@ def summary_rows(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
                  else "–", f"{trained / arch_trained:.2f}",
                  f"{statistics.fmean(r['history'][-1]['train_time_s'] for r in group):.1f}"]
         for kind, _ in SHARES:
+            if kind == "rare" and "class_imbalance" not in keys:   # rarity from a scenario only (engine/exposure.py)
+                cells.append("–")
+                continue
             shares = [mean_share(r, kind) for r in group]
             ours = [s for s, _ in shares if s is not None]
             data = shares[0][1]
@@ -85,7 +88,7 @@ def scenario_markdown(record: dict[str, Any], methods: list[str]) -> tuple[str, 
              f"{n:,} training samples, test on {record['test_subset']:,}; {len({r['seed'] for r in runs})} seeds; "
              f"{len(runs)} runs in {record['elapsed_s'] / 60:.1f} min; load average {load['start'][0]:.1f} at start, "
              f"{load['end'][0]:.1f} at end; {record['date']}.", ""]
-    lines += summary_rows(runs, labels)
+    lines += summary_rows(runs, labels, record["scenario_keys"])
     lines += ["", "| strategy | against | seeds | test accuracy | verdict | s to target | verdict | passes to target "
               "| verdict |", "| --- | --- | ---: | ---: | --- | ---: | --- | ---: | --- |"]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(found)]
