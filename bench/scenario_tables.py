@@ -49,9 +49,10 @@ def fmt(value: Optional[float], pattern: str = ".2f", scale: float = 1.0) -> str
 
 
 def summary_rows(runs: list[dict[str, Any]], labels: list[str], keys: dict[str, Any]) -> list[str]:
-    lines = ["| run | final test acc | balanced test acc | budget (× arch. sample-steps) | train s | "
-             + " | ".join(f"training on {name} (data)" for _, name in SHARES) + " |",
-             "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in SHARES) + " |"]
+    lines = ["| run | final test acc | balanced test acc | seeds below half the archetype's | budget (× arch. "
+             "sample-steps) | train s | " + " | ".join(f"training on {name} (data)" for _, name in SHARES) + " |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in SHARES) + " |"]
+    arch_final = {r["seed"]: r["history"][-1]["test_accuracy"] for r in runs if r["label"] == "archetype"}
     arch = [r for r in runs if r["label"] == "archetype"]
     arch_trained = statistics.fmean(r["history"][-1]["cum_samples_trained"] for r in arch)
     for label in labels:
@@ -63,7 +64,9 @@ def summary_rows(runs: list[dict[str, Any]], labels: list[str], keys: dict[str, 
         trained = statistics.fmean(r["history"][-1]["cum_samples_trained"] for r in group)
         cells = [label, f"{100 * statistics.fmean(acc):.2f} ± {100 * (statistics.stdev(acc) if len(acc) > 1 else 0):.2f}%",
                  f"{100 * statistics.fmean(b for b in bal if b is not None):.2f}%" if any(b is not None for b in bal)
-                 else "–", f"{trained / arch_trained:.2f}",
+                 else "–",
+                 str(sum(r["history"][-1]["test_accuracy"] < 0.5 * arch_final[r["seed"]] for r in group)),
+                 f"{trained / arch_trained:.2f}",
                  f"{statistics.fmean(r['history'][-1]['train_time_s'] for r in group):.1f}"]
         for kind, _ in SHARES:
             if kind == "rare" and "class_imbalance" not in keys:   # rarity from a scenario only (engine/exposure.py)
