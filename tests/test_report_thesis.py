@@ -113,4 +113,6 @@ def test_settings_match_whatever_the_scale_but_not_across_settings():
     assert settings_differ({**config, "learning_rate": 0.1}, record, "cifar10") == ["learning_rate"]
     assert not record_matches({**config, "data_augmentation": False}, record)
     assert not record_matches({**config, "strategy": "infobatch"}, record)     # a peer is no thesis run
+    assert settings_differ({**config, "label_noise": 0.2}, record, "cifar10") == ["label_noise"]   # noisy data
+    assert not record_matches({**config, "class_imbalance": 10.0}, record)
     assert not record_matches(config, {**record, "batch_filtering": None})     # unreadable flags match nothing
