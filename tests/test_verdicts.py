@@ -115,3 +115,20 @@ def test_the_budget_curve_benchmark_judges_its_runs_by_the_same_rule():
     assert [(v.strategy, v.against) for v in found] == [("infobatch", "archetype"), ("infobatch", "rs2")]
     assert found[0].accuracy.verdict == BETTER and found[0].passes.verdict == BETTER
     assert found[1].accuracy.verdict == BETTER and found[1].seconds.verdict == "cannot judge (0 pairs reached; 3 needed)"
+
+
+def test_three_noisy_differences_of_one_sign_are_not_enough():
+    # a bootstrap over 3 values excludes zero whenever they share a sign; the t-interval does not
+    from scipy import stats
+    import numpy as np
+
+    ours, theirs = [0.901, 0.95, 1.0], [0.9, 0.9, 0.9]
+    mean, low, high = interval(ours, theirs)
+    t = stats.ttest_rel(ours, theirs).confidence_interval(confidence_level=0.95)
+    assert low <= t.low < 0 < high and high >= t.high and mean == pytest.approx(np.mean(ours) - 0.9)
+    noisy = {s: run(a, 10.0, 1000) for s, a in enumerate(ours)}
+    flat = {s: run(b, 10.0, 1000) for s, b in enumerate(theirs)}
+    assert verdict(noisy, flat).accuracy.verdict == SAME
+    # a consistent difference of the same size is still found
+    steady = {s: run(b + 0.05 + 0.001 * s, 10.0, 1000) for s, b in enumerate(theirs)}
+    assert verdict(steady, flat).accuracy.verdict == BETTER

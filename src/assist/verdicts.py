@@ -47,6 +47,7 @@ from assist.tables import run_cost
 MARGIN = 0.005          # the target: the archetype twin's final accuracy − 0.5 points
 MIN_SEEDS = 3           # fewer paired seeds cannot be judged
 CONFIDENCE = 0.95
+SMALL_SAMPLE = 10       # fewer pairs: the interval also holds the paired t-interval (see ``interval``)
 BOOTSTRAP_SEED = 24     # the bootstrap's random stream: the same runs give the same intervals
 BETTER, SAME, WORSE = "better", "no measurable difference", "worse"
 # (name, what the table calls it, whether higher is better)
@@ -135,7 +136,11 @@ class PairedVerdict:
 def interval(strategy: Sequence[float], reference: Sequence[float]) -> tuple[float, float, float]:
     """Mean of the paired differences and its 95% paired-bootstrap interval (BCa, SciPy's
     default; the percentile interval where BCa cannot be computed). All differences equal:
-    the interval is that value."""
+    the interval is that value. With fewer than ``SMALL_SAMPLE`` pairs the interval is widened
+    to hold the paired t-interval too: a bootstrap over a handful of values undercovers (over 3
+    seeds it excludes zero whenever the three differences share a sign, which noise alone does
+    one time in four), and the t-interval keeps the stated 95% for differences that are about
+    normal (docs/peers.md, "Random controls and paired verdicts")."""
     from scipy import stats
 
     a, b = np.asarray(strategy, float), np.asarray(reference, float)
@@ -154,6 +159,9 @@ def interval(strategy: Sequence[float], reference: Sequence[float]) -> tuple[flo
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
             break
+    if len(diffs) < SMALL_SAMPLE:
+        t = stats.ttest_rel(a, b).confidence_interval(confidence_level=CONFIDENCE)
+        low, high = min(low, float(t.low)), max(high, float(t.high))
     return mean, low, high
 
 
