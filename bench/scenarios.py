@@ -99,7 +99,9 @@ def train_one(values: dict[str, Any], data) -> dict[str, Any]:
     config = make_config(values)
     trainer = Trainer(config, data)
     state = trainer.fit()
-    return {"seed": config.rng_seed, "status": state.status, "config": config.flat(mode="json"),
+    flat = config.flat(mode="json")   # what sets the run apart from the scenario's base (recorded once)
+    own = {k: flat[k] for k in ("strategy", "strategy_options", "rng_seed")}
+    return {"seed": config.rng_seed, "status": state.status, "config": own,
             "num_train": data.num_train, "history": [{k: row.get(k) for k in KEEP} for row in state.history]}
 
 
@@ -136,7 +138,7 @@ def run_scenario(setting: str, scenario: str, data_dir: str, seeds: int, epochs:
               "load_average": {"start": load_before, "end": os.getloadavg()}, "elapsed_s": time.time() - started,
               "base": base, "test_subset": TEST_SUBSET, "runs": runs}
     path = Path(out) / f"{setting}-{scenario}.json"
-    path.write_text(json.dumps(record, indent=1))
+    path.write_text(json.dumps(record, separators=(",", ":")))
     return str(path)
 
 
