@@ -200,7 +200,7 @@ def markdown(table: list[dict[str, Any]], targets: dict[str, float], header: str
     lines += ["", "\"To target\" figures average the seeds that reached it (all seeds must reach it to count for "
               "the goal); accuracy is checked at epoch ends, so they are epoch-granular.",
               f"Figure: `{figure}`.", "",
-              f"Goal (−0.1 pt at ≤ 0.6× wall-clock, every seed) met by: "
+              "Goal (−0.1 pt at ≤ 0.6× wall-clock, every seed) met by: "
               + (", ".join(met) if met else "no strategy in this setting") + ".", "",
               "Paired by seed (each run against the archetype of its own seed and that seed's final "
               "accuracy; ratios per seed, averaged):", "",

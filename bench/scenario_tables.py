@@ -62,7 +62,8 @@ def summary_rows(runs: list[dict[str, Any]], labels: list[str], keys: dict[str, 
         acc = [r["history"][-1]["test_accuracy"] for r in group]
         bal = [r["history"][-1].get("test_balanced_accuracy") for r in group]
         trained = statistics.fmean(r["history"][-1]["cum_samples_trained"] for r in group)
-        cells = [label, f"{100 * statistics.fmean(acc):.2f} ± {100 * (statistics.stdev(acc) if len(acc) > 1 else 0):.2f}%",
+        spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        cells = [label, f"{100 * statistics.fmean(acc):.2f} ± {100 * spread:.2f}%",
                  f"{100 * statistics.fmean(b for b in bal if b is not None):.2f}%" if any(b is not None for b in bal)
                  else "–",
                  str(sum(r["history"][-1]["test_accuracy"] < 0.5 * arch_final[r["seed"]] for r in group)),
@@ -106,7 +107,8 @@ def wins(found: list[PairedVerdict]) -> list[str]:
             continue
         measures = [name for name in ("accuracy", "seconds") if v.of(name).verdict == BETTER]
         if measures:
-            out.append(f"{v.strategy} ({' and '.join('accuracy' if m == 'accuracy' else 'time to target' for m in measures)})")
+            named = ("accuracy" if m == "accuracy" else "time to target" for m in measures)
+            out.append(f"{v.strategy} ({' and '.join(named)})")
     return out
 
 

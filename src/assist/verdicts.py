@@ -5,7 +5,8 @@ same budget (``assist.strategies.controls``), on the seeds where both ran (each 
 data subset and the initial weights between the two). Three measures, each as the mean of the
 per-seed differences (strategy − reference) with a 95% confidence interval from SciPy's paired
 bootstrap (``scipy.stats.bootstrap(..., paired=True)``, a fixed seed, so a table is
-reproducible):
+reproducible), widened to the paired t-interval when there are fewer than 10 pairs
+(``interval``):
 
 - final test accuracy (higher is better);
 - training seconds to the target (lower is better): the trainer's ``train_time_s`` at the
@@ -19,15 +20,16 @@ The target of a seed is the archetype twin's final test accuracy of that seed mi
 
 Verdict: 'better' or 'worse' when the interval excludes zero, on the side the measure prefers,
 else 'no measurable difference'; with fewer than 3 paired seeds 'cannot judge (N seeds; 3
-needed)' (the interval is still shown). When every difference is the same number the interval is that number.
+needed)' (the interval is still shown). When every difference is the same number the interval
+is that number.
 
 Runs that never reach the target (docs/peers.md, "Random controls and paired verdicts"): a run
 that does not reach it within its epochs has no time to it. Time and passes are compared on the
 pairs where both runs reached the target, and the table says on how many seeds each side
-reached it ("reached 2/3 vs 3/3") whenever that is not every pair; fewer than 3 such pairs cannot be judged. A side that missed the target on a
-seed where the other side reached it is never called better on time or passes (the pairs left
-would flatter it): such a verdict is given as 'no measurable difference'. How far short it
-fell shows in the accuracy column.
+reached it ("reached 2/3 vs 3/3") whenever that is not every pair; fewer than 3 such pairs
+cannot be judged. A side that missed the target on a seed where the other side reached it is
+never called better on time or passes (the pairs left would flatter it): such a verdict is
+given as 'no measurable difference'. How far short it fell shows in the accuracy column.
 """
 
 from __future__ import annotations

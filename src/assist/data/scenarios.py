@@ -125,7 +125,8 @@ def apply_scenario(dataset: ImageDataset, scenario: Optional[Scenario], seed: in
                                     generator(seed, Stream.SCENARIO_NOISE))
     copy = torch.zeros(int(labels.shape[0]), dtype=torch.bool)
     if scenario.duplicates:
-        source, copy = duplicated(int(labels.shape[0]), scenario.duplicates, generator(seed, Stream.SCENARIO_DUPLICATES))
+        g = generator(seed, Stream.SCENARIO_DUPLICATES)
+        source, copy = duplicated(int(labels.shape[0]), scenario.duplicates, g)
         images, labels, noisy = images[source], labels[source], noisy[source]
     mean, std = channel_stats(images)
     return replace(dataset, train_images=images, train_labels=labels, mean=mean, std=std,
