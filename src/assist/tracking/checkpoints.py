@@ -35,6 +35,15 @@ def checkpoint_epoch(path: Path) -> int:
     return int(path.stem.split("-")[1])
 
 
+def where_it_stands(run: Path) -> str:
+    """How a stopped run can go on, from its newest checkpoint file: ``after epoch 3's
+    checkpoint; rerun the same command to resume`` (the CLI's interrupted and dead-rank lines)."""
+    newest = checkpoint_paths(Path(run) / "checkpoints")
+    if newest:
+        return f"after epoch {checkpoint_epoch(newest[0])}'s checkpoint; rerun the same command to resume"
+    return "before the first checkpoint; rerun the same command to start again"
+
+
 def digest_path(path: Path) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
 
