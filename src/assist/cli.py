@@ -241,7 +241,7 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
 def main(argv: Optional[list[str]] = None) -> None:
     from assist.data.base import DataError
     from assist.engine.distributed import DistributedError, main_process
-    from assist.files import StorageError
+    from assist.files import STORAGE_ERRNOS, StorageError, storage_error
     from assist.tracking import RunDirError
 
     formatter = warnings.formatwarning
@@ -265,6 +265,14 @@ def main(argv: Optional[list[str]] = None) -> None:
             click.echo(f"assist: error: {line}", err=True)
         # a full disk (quota, read-only) is not the input's fault: exit 1, the last good state kept
         sys.exit(code)
+    except OSError as error:
+        # what only writing meets (read-only file system, no space or inodes, quota) where no
+        # write site named it: still one line naming the path, exit 1 (docs/reliability.md)
+        if error.errno not in STORAGE_ERRNOS or os.environ.get("ASSIST_DEBUG"):
+            raise
+        if main_process():
+            click.echo(f"assist: error: {storage_error(error, error.filename or 'the output')}", err=True)
+        sys.exit(1)
     except (MemoryError, RuntimeError) as error:
         from assist.launch import PEER_LOST, lost_peer
 

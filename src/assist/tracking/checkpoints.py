@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
-from assist.files import atomic_write
+from assist.files import atomic_write, make_dirs
 
 KEEP = 2
 DIGEST_SUFFIX = ".sha256"
@@ -49,7 +49,7 @@ def digest_path(path: Path) -> Path:
 
 
 def save_checkpoint(directory: Path, epoch: int, state: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     target = directory / f"epoch-{epoch:05d}.pt"
     buffer = io.BytesIO()
     torch.save(state, buffer)
