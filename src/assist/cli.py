@@ -274,10 +274,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             click.echo(f"assist: error: {storage_error(error, error.filename or 'the output')}", err=True)
         sys.exit(1)
     except (MemoryError, RuntimeError) as error:
-        from assist.launch import PEER_LOST, lost_peer
+        from assist.launch import lost_peer, quit_lost
 
         if lost_peer(error) and not os.environ.get("ASSIST_DEBUG"):
-            sys.exit(PEER_LOST)   # another rank died: the launcher names it (docs/distributed.md)
+            quit_lost(error)   # another rank died: the launcher names it (docs/distributed.md)
         what = out_of_memory(error)
         if what is None or os.environ.get("ASSIST_DEBUG"):
             raise

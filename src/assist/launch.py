@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -76,6 +77,19 @@ def lost_peer(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and (inside or "gloo" in str(error) or "NCCL" in str(error))
 
 
+def quit_lost(error: BaseException) -> None:
+    """End a worker whose peer is gone: its reason goes to the file the launcher reads a
+    failed worker's message from (torch's TORCHELASTIC_ERROR_FILE), not to the terminal."""
+    import json
+
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        with contextlib.suppress(OSError):
+            Path(path).write_text(json.dumps({"message": str(error).splitlines()[0][:300] if str(error) else
+                                              type(error).__name__, "timestamp": int(time.time())}))
+    sys.exit(PEER_LOST)
+
+
 def dead_rank(failures: dict, nproc: int) -> tuple[Optional[str], int]:
     """From the launcher's failed ranks (rank -> ProcessFailure, in the order the launcher saw
     them end: those that ended by themselves first, then those it stopped): the line that
@@ -86,7 +100,9 @@ def dead_rank(failures: dict, nproc: int) -> tuple[Optional[str], int]:
     own = [(rank, failure) for rank, failure in failures.items() if failure.exitcode != PEER_LOST]
     if not own:   # every rank lost the others: a broken connection, not a death
         rank, failure = next(iter(failures.items()))
-        return f"rank {rank} of {nproc} lost contact with the other ranks", 1
+        said = failure.error_file_data.get("message")   # what quit_lost wrote, if it could
+        said = said if isinstance(said, str) and said != "<NONE>" else ""
+        return f"rank {rank} of {nproc} lost contact with the other ranks" + (f" ({said})" if said else ""), 1
     killed = [(r, f) for r, f in own if f.exitcode < 0 and f.exitcode != -signal.SIGTERM]
     exited = [f.exitcode for _, f in own if f.exitcode > 0]
     if not killed and exited:

@@ -154,3 +154,29 @@ def without_world_size(run: Path, copy: Path) -> None:
     del state["world_size"]
     save_checkpoint(copy / "checkpoints", 1, state)
     assert "world_size" not in torch.load(copy / "checkpoints" / "epoch-00001.pt", weights_only=True)
+
+
+def test_the_launcher_names_the_rank_that_ended_by_itself(tmp_path):
+    """Which rank the one line names, from the launcher's failures (in the order it saw them):
+    a rank killed by a signal, not the survivors that lost it (PEER_LOST) nor those the
+    launcher stopped afterwards (SIGTERM); a rank that exited with a status of its own said
+    why already (no line, its status); ranks that all lost contact say what they saw."""
+    import json
+
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from assist.launch import PEER_LOST, dead_rank
+
+    said = tmp_path / "error.json"
+    said.write_text(json.dumps({"message": "Connection reset by peer", "timestamp": 0}))
+
+    def ended(rank: int, code: int, error_file: Path = tmp_path / "none") -> ProcessFailure:
+        return ProcessFailure(local_rank=rank, pid=1000 + rank, exitcode=code, error_file=str(error_file))
+
+    assert dead_rank({0: ended(0, PEER_LOST), 1: ended(1, -9)}, 2) == ("rank 1 of 2 died (SIGKILL)", 1)
+    assert dead_rank({2: ended(2, -11), 0: ended(0, -15), 1: ended(1, -15)}, 3) == ("rank 2 of 3 died (SIGSEGV)", 1)
+    # a rank SIGTERMed from outside: seen first, before the launcher stopped the other one
+    assert dead_rank({1: ended(1, -15), 0: ended(0, -15)}, 2) == ("rank 1 of 2 died (SIGTERM)", 1)
+    assert dead_rank({0: ended(0, 2), 1: ended(1, 2)}, 2) == (None, 2)
+    assert dead_rank({0: ended(0, PEER_LOST, said), 1: ended(1, PEER_LOST)}, 2) == \
+        ("rank 0 of 2 lost contact with the other ranks (Connection reset by peer)", 1)
