@@ -114,7 +114,7 @@ def dead_rank(failures: dict, nproc: int) -> tuple[Optional[str], int]:
 def launch_train(nproc: int, config: Any, out: Path, config_file: Optional[str], restart: bool,
                  overrides: tuple[str, ...]) -> int:
     """Run the workers on this machine and wait; the exit status of the run (that of the
-    lowest rank that failed by itself). A rank that died (killed, crashed) is
+    first rank that exited by itself with a status). A rank that died (killed, crashed) is
     :class:`DistributedError` naming it; a signal to the launcher, :class:`LauncherStopped`
     once the workers are stopped. Torch's own reports of either (the elastic agent's log, the
     surviving ranks' tracebacks) are not shown: see docs/distributed.md."""
