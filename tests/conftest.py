@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -6,6 +7,13 @@ import pytest
 import torch
 
 from assist.data.base import ImageDataset, channel_stats
+
+# A shell that starts the tests in the background (`cmd &`, nohup, some CI runners) starts them
+# with SIGINT ignored, and every process they start inherits that: the fault tests' Ctrl-C
+# (tests/faults) would then never reach the runs it stops, which train on to the end. A test
+# process takes Ctrl-C as a terminal's foreground process does (docs/reliability.md).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 # The real data (MNIST IDX files, the CIFAR-10 image-folder archive): ASSIST_SHARED_DATA, by

@@ -121,6 +121,11 @@ def _train(config: ResolvedRun, out: Union[str, Path, None], restart: bool, data
             import torch
 
             torch.set_num_threads(int(trainer.resumed_threads))   # as the run started (bit-identical resume)
+        was = trainer.resumed_world_size
+        if epoch and was and was != group.world_size:
+            warnings.warn(f"{store.path}: the run trained on {_processes(was)} and resumes on "
+                          f"{_processes(group.world_size)}, so the resumed run will not repeat the uninterrupted "
+                          f"one exactly (resume on {was} to keep it exact; docs/distributed.md)")
         if resume:
             store.rewrite_metrics(trainer.state.history if epoch else [])
             if not store.marked:
@@ -131,6 +136,10 @@ def _train(config: ResolvedRun, out: Union[str, Path, None], restart: bool, data
     finally:
         lock.release()
     return RunResult(config=config, state=state, summary=trainer.summary(), path=store.path, resumed_from=epoch)
+
+
+def _processes(count: int) -> str:
+    return f"{count} process" + ("es" if count != 1 else "")
 
 
 def _open_store(store: RunStore, config: ResolvedRun, restart: bool):

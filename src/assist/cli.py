@@ -74,9 +74,16 @@ def train(config_file: Optional[str], out: Optional[str], restart: bool, nproc: 
     check_out(out)
     target = Path(out) if out else Path("runs") / run_name(config)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from assist.launch import launch_train
+        from assist.launch import LauncherStopped, launch_train
 
-        sys.exit(launch_train(nproc, config, target, config_file, restart, overrides))
+        try:
+            with stopped_by_signals() as received:
+                code = launch_train(nproc, config, target, config_file, restart, overrides)
+        except KeyboardInterrupt:   # a signal before the launcher's own handlers were set
+            sys.exit(interrupted(target, received))
+        except LauncherStopped as stop:   # its workers are stopped: say where the run stands
+            sys.exit(interrupted(target, [stop.name]))
+        sys.exit(code)
     from assist.engine.distributed import main_process
 
     main_rank = main_process()
@@ -224,13 +231,10 @@ def stopped_by_signals():
 def interrupted(target: Path, received: list[str]) -> int:
     """Say where an interrupted run stands (and log it in the run); its exit code."""
     from assist.tracking import RunStore
-    from assist.tracking.checkpoints import checkpoint_epoch, checkpoint_paths
+    from assist.tracking.checkpoints import where_it_stands
 
     name = received[0] if received else "SIGINT"
-    newest = checkpoint_paths(target / "checkpoints")
-    saved = checkpoint_epoch(newest[0]) if newest else 0
-    message = (f"interrupted ({name}) after epoch {saved}'s checkpoint; rerun the same command to resume"
-               if saved else f"interrupted ({name}) before the first checkpoint; rerun the same command to start again")
+    message = f"interrupted ({name}) {where_it_stands(target)}"
     store = RunStore(target)
     if store.exists:
         store.log(message)
@@ -247,7 +251,7 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
 def main(argv: Optional[list[str]] = None) -> None:
     from assist.data.base import DataError
     from assist.engine.distributed import DistributedError, main_process
-    from assist.files import StorageError
+    from assist.files import STORAGE_ERRNOS, StorageError, storage_error
     from assist.tracking import RunDirError
 
     formatter = warnings.formatwarning
@@ -271,7 +275,19 @@ def main(argv: Optional[list[str]] = None) -> None:
             click.echo(f"assist: error: {line}", err=True)
         # a full disk (quota, read-only) is not the input's fault: exit 1, the last good state kept
         sys.exit(code)
+    except OSError as error:
+        # what only writing meets (read-only file system, no space or inodes, quota) where no
+        # write site named it: still one line naming the path, exit 1 (docs/reliability.md)
+        if error.errno not in STORAGE_ERRNOS or os.environ.get("ASSIST_DEBUG"):
+            raise
+        if main_process():
+            click.echo(f"assist: error: {storage_error(error, error.filename or 'the output')}", err=True)
+        sys.exit(1)
     except (MemoryError, RuntimeError) as error:
+        from assist.launch import lost_peer, quit_lost
+
+        if lost_peer(error) and not os.environ.get("ASSIST_DEBUG"):
+            quit_lost(error)   # another rank died: the launcher names it (docs/distributed.md)
         what = out_of_memory(error)
         if what is None or os.environ.get("ASSIST_DEBUG"):
             raise

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import IO, Iterator, Union
 
 PART_SUFFIX = ".part"
+# errors only writing can meet: no space or inodes, quota, read-only file system, file too large
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+# and, met while writing or creating (storage_errors wraps nothing else), a refused permission
+WRITE_ERRNOS = STORAGE_ERRNOS | {errno.EACCES, errno.EPERM}
 PathLike = Union[str, os.PathLike]
 
 
@@ -38,7 +41,21 @@ class StorageError(RuntimeError):
 def storage_error(error: OSError, path: PathLike) -> StorageError:
     reason = "no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT) else \
         (error.strerror or str(error)).lower()
+    if error.errno == errno.ENOSPC and _no_inodes(Path(path)):
+        reason = "no inodes left on device"
     return StorageError(f"{reason} writing {path}")
+
+
+def _no_inodes(path: Path) -> bool:
+    """Whether the file system holding ``path`` (or its nearest existing parent) has no free
+    inodes: ENOSPC then means that, not a lack of bytes."""
+    for place in (path, *path.parents):
+        try:
+            stats = os.statvfs(place)
+        except OSError:
+            continue
+        return stats.f_files > 0 and stats.f_favail == 0
+    return False
 
 
 def is_storage_error(error: BaseException) -> bool:
@@ -47,14 +64,24 @@ def is_storage_error(error: BaseException) -> bool:
 
 @contextmanager
 def storage_errors(path: PathLike) -> Iterator[None]:
-    """Storage failures inside the block (no space, quota, read-only, too large) become a
-    StorageError naming ``path``; every other error passes unchanged."""
+    """Failures of a write or a creation inside the block (no space or inodes, quota,
+    read-only, too large, permission refused) become a StorageError naming ``path``; every
+    other error passes unchanged. Wrap only what writes or creates."""
     try:
         yield
     except OSError as error:
-        if is_storage_error(error):
+        if error.errno in WRITE_ERRNOS:
             raise storage_error(error, path) from None
         raise
+
+
+def make_dirs(path: PathLike) -> Path:
+    """``mkdir -p path`` for output (run directories, checkpoints/, sweep roots): a
+    read-only file system or no inodes left is a StorageError naming it."""
+    path = Path(path)
+    with storage_errors(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -4,7 +4,9 @@ train`` with the same arguments. See docs/distributed.md for launching on severa
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -46,12 +48,78 @@ def watch_launcher() -> None:
 
 from assist.engine.distributed import DistributedError
 
+# the exit status of a worker whose collective failed because another rank went away: it says
+# nothing (the launcher names the rank that died), and the launcher does not take it for the cause
+PEER_LOST = 75
+
+
+class LauncherStopped(Exception):
+    """The launcher got SIGTERM, SIGINT or SIGHUP; its workers are stopped. ``name``: the signal."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error``, in an ``--nproc`` worker, is a collective failing because another
+    rank is gone (the launcher then stops this one and names that rank)."""
+    if not (os.environ.get(LAUNCHER_PID) and int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        return False
+    import traceback
+
+    import torch.distributed as dist
+
+    if isinstance(error, getattr(dist, "DistBackendError", ())):
+        return True
+    frames = traceback.extract_tb(error.__traceback__)
+    inside = any(f"torch{os.sep}distributed{os.sep}" in frame.filename for frame in frames)
+    return isinstance(error, RuntimeError) and (inside or "gloo" in str(error) or "NCCL" in str(error))
+
+
+def quit_lost(error: BaseException) -> None:
+    """End a worker whose peer is gone: its reason goes to the file the launcher reads a
+    failed worker's message from (torch's TORCHELASTIC_ERROR_FILE), not to the terminal."""
+    import json
+
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        with contextlib.suppress(OSError):
+            Path(path).write_text(json.dumps({"message": str(error).splitlines()[0][:300] if str(error) else
+                                              type(error).__name__, "timestamp": int(time.time())}))
+    sys.exit(PEER_LOST)
+
+
+def dead_rank(failures: dict, nproc: int) -> tuple[Optional[str], int]:
+    """From the launcher's failed ranks (rank -> ProcessFailure, in the order the launcher saw
+    them end: those that ended by themselves first, then those it stopped): the line that
+    names the rank that died, or None when a rank exited by itself with a status (it said why
+    already); and the exit status of the run."""
+    import signal
+
+    own = [(rank, failure) for rank, failure in failures.items() if failure.exitcode != PEER_LOST]
+    if not own:   # every rank lost the others: a broken connection, not a death
+        rank, failure = next(iter(failures.items()))
+        said = failure.error_file_data.get("message")   # what quit_lost wrote, if it could
+        said = said if isinstance(said, str) and said != "<NONE>" else ""
+        return f"rank {rank} of {nproc} lost contact with the other ranks" + (f" ({said})" if said else ""), 1
+    killed = [(r, f) for r, f in own if f.exitcode < 0 and f.exitcode != -signal.SIGTERM]
+    exited = [f.exitcode for _, f in own if f.exitcode > 0]
+    if not killed and exited:
+        return None, exited[0]
+    rank, failure = (killed or own)[0]
+    return f"rank {rank} of {nproc} died ({signal.Signals(-failure.exitcode).name})", 1
+
 
 def launch_train(nproc: int, config: Any, out: Path, config_file: Optional[str], restart: bool,
                  overrides: tuple[str, ...]) -> int:
     """Run the workers on this machine and wait; the exit status of the run (that of the
-    lowest rank that failed by itself)."""
+    first rank that exited by itself with a status). A rank that died (killed, crashed) is
+    :class:`DistributedError` naming it; a signal to the launcher, :class:`LauncherStopped`
+    once the workers are stopped. Torch's own reports of either (the elastic agent's log, the
+    surviving ranks' tracebacks) are not shown: see docs/distributed.md."""
     import torch
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -69,9 +137,39 @@ def launch_train(nproc: int, config: Any, out: Path, config_file: Optional[str],
         argv.append("--restart")
     argv += list(overrides)
     try:
-        run(get_args_parser().parse_args(argv))
+        with _quiet_agent():
+            run(get_args_parser().parse_args(argv))
+    except SignalException as stop:
+        raise LauncherStopped(stop.sigval.name) from None
     except ChildFailedError as error:
-        # the ranks stopped by the launcher after the first failure exit by a signal (< 0)
-        codes = [int(f.exitcode) for _, f in sorted(error.failures.items())]
-        return next((code for code in codes if code > 0), 1)
+        line, code = dead_rank(error.failures, nproc)
+        if line is not None:
+            from assist.tracking.checkpoints import where_it_stands
+
+            raise DistributedError(f"{line}, so the run stopped {where_it_stands(out)}") from None
+        return code
     return 0
+
+
+@contextlib.contextmanager
+def _quiet_agent():
+    """Torch's elastic agent logs every stop and failure (several lines each): not shown
+    while it runs, unless ASSIST_DEBUG is set; the launcher says what matters in one line."""
+    import logging
+
+    if os.environ.get("ASSIST_DEBUG"):
+        yield
+        return
+    quiet = logging.NullHandler()
+    saved = []
+    for name in ("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run"):
+        logger = logging.getLogger(name)   # its records stop here: a handler that drops them
+        saved.append((logger, logger.propagate))
+        logger.addHandler(quiet)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, propagate in saved:
+            logger.removeHandler(quiet)
+            logger.propagate = propagate

@@ -102,6 +102,7 @@ class Trainer:
         self.progress = 0.0   # share of the planned passes done (engine/schedule.py)
         self.lr_per_step = sets_lr_per_step(config)
         self.resumed_threads: Optional[int] = None   # the thread count of the run this one resumes
+        self.resumed_world_size: Optional[int] = None   # and its number of processes
         self.unavailable_metrics: set[str] = set()   # GPU readings already warned about (metrics/system.py)
         self.step_seconds = 0.0   # this epoch's time in train_step (per rank under DDP)
 
@@ -310,6 +311,9 @@ class Trainer:
             # the intra-op threads the run trained with: CPU kernels sum in a thread-dependent
             # order, so a resumed run uses the same count to stay bit-identical (docs/reliability.md)
             "torch_threads": torch.get_num_threads(),
+            # the processes it trained on: a data-parallel run resumed on another number does not
+            # repeat the uninterrupted one exactly, and is told so (docs/distributed.md)
+            "world_size": self.group.world_size,
             **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
         }
 
@@ -324,6 +328,9 @@ class Trainer:
         self.exposure.load_state_dict(checkpoint.get("exposure"))
         self.state = TrainState(**checkpoint["state"])
         self.resumed_threads = checkpoint.get("torch_threads")   # applied by the entry point (api.train)
+        # checkpoints from before the count was recorded: a data-parallel epoch's metrics name it
+        rows = self.state.history
+        self.resumed_world_size = checkpoint.get("world_size", rows[-1].get("world_size", 1) if rows else None)
         if self.scaler.is_enabled() and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from assist.files import make_dirs
 from assist.tracking import RunDirError, RunStore
 
 LOCK_WAIT_S = 1.0  # a worker of a just-killed sweep may take a moment to release its lock
@@ -69,7 +70,7 @@ def _cached_data(config: Any) -> Any:
 def redirect_output(path: Path) -> Iterator[None]:
     """Send this process's stdout and stderr (file descriptors too, so C extensions and
     warnings land there) to ``path``, appending, and restore them afterwards."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = (os.dup(1), os.dup(2))

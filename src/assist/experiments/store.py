@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from assist.tracking.locks import RunLock, lock_holder
 from assist.tracking import RunDirError, RunStore
-from assist.files import atomic_write
+from assist.files import atomic_write, make_dirs
 
 MANIFEST = "sweep.json"
 
@@ -129,7 +129,7 @@ class SweepDir:
 
     def record(self, sweep_name: Optional[str], entries: dict[str, dict[str, Any]]) -> None:
         """Merge ``entries`` into the manifest (under a lock: several sweeps may share a directory)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.root)
         lock = RunLock(self.root / ".locks" / "manifest.lock")
         lock.acquire(wait_s=30.0)
         try:

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
-from assist.files import atomic_write
+from assist.files import atomic_write, make_dirs
 
 KEEP = 2
 DIGEST_SUFFIX = ".sha256"
@@ -35,12 +35,21 @@ def checkpoint_epoch(path: Path) -> int:
     return int(path.stem.split("-")[1])
 
 
+def where_it_stands(run: Path) -> str:
+    """How a stopped run can go on, from its newest checkpoint file: ``after epoch 3's
+    checkpoint; rerun the same command to resume`` (the CLI's interrupted and dead-rank lines)."""
+    newest = checkpoint_paths(Path(run) / "checkpoints")
+    if newest:
+        return f"after epoch {checkpoint_epoch(newest[0])}'s checkpoint; rerun the same command to resume"
+    return "before the first checkpoint; rerun the same command to start again"
+
+
 def digest_path(path: Path) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
 
 
 def save_checkpoint(directory: Path, epoch: int, state: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     target = directory / f"epoch-{epoch:05d}.pt"
     buffer = io.BytesIO()
     torch.save(state, buffer)

@@ -15,6 +15,8 @@ from typing import Optional
 
 import click
 
+from assist.files import StorageError
+
 from assist.tracking.run_dir import RunDirError, RunStore
 from assist.tracking.trackers import (TRACKERS, MlflowTracker, TensorBoardTracker, Tracker, TrackerError,
                                       WandbTracker, check_available)
@@ -97,7 +99,7 @@ def export_command(run_dirs: tuple[str, ...], targets: tuple[str, ...], logdir: 
         for target in dict.fromkeys(targets):
             try:
                 click.echo(f"{run_dir} -> {export_run(run_dir, target, logdir=logdir, force=force, rebuild=rebuild)}")
-            except (RunDirError, OSError) as error:  # one bad run is named; the others are exported
+            except (RunDirError, StorageError, OSError) as error:  # one bad run is named; the others are exported
                 if len(run_dirs) == 1:
                     raise
                 bad.append(run_dir)

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from assist.files import make_dirs, storage_errors
+
 
 class LockError(RuntimeError):
     """The lock file cannot be used at all (e.g. a file system without locking)."""
@@ -34,8 +36,9 @@ class RunLock:
 
     def acquire(self, wait_s: float = 0.0) -> bool:
         """Take the lock, retrying for up to ``wait_s`` seconds; False if another process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        make_dirs(self.path.parent)
+        with storage_errors(self.path):   # a read-only file system: one line (docs/reliability.md)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + wait_s
         while True:
             try:

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import yaml
 
-from assist.files import StorageError, append_line, atomic_write, remove_stale_parts
+from assist.files import StorageError, append_line, atomic_write, make_dirs, remove_stale_parts
 from assist.tracking.locks import RunLock, lock_holder
 
 FORMAT_VERSION = 1
@@ -147,7 +147,7 @@ class RunStore:
     # -- locking
     def lock(self) -> RunLock:
         """Take the directory's lock now or fail with a line naming the holder."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path)
         lock = RunLock(self.path / self.LOCK)
         if not lock.acquire(wait_s=0.5):  # rides out `assist status` probing the lock for an instant
             holder = lock_holder(self.path / self.LOCK) or {}
@@ -238,7 +238,7 @@ class RunStore:
                                   "choose another --out or pass --restart to start it over")
             self.check_usable(restart=True)
             self.clear()
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path)
         self.mark()
         atomic_write(self.path / self.CONFIG, yaml.safe_dump(config, sort_keys=False))
         atomic_write(self.path / self.METRICS, "")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Optional
 
 from assist.events import Callback
+from assist.files import storage_errors
 
 TRACKERS: tuple[str, ...] = ("tensorboard", "wandb", "mlflow")
 # tracker -> (module that must import, pip extra that installs it)
@@ -139,7 +140,8 @@ class TensorBoardTracker(Tracker):
         from torch.utils.tensorboard.summary import hparams
 
         # on resume, events after the checkpoint's epoch are dropped, as in metrics.jsonl
-        self.writer = SummaryWriter(log_dir=str(self.logdir), purge_step=resume_from + 1 if resume_from else None)
+        with storage_errors(self.logdir):   # a read-only or full file system: one line
+            self.writer = SummaryWriter(log_dir=str(self.logdir), purge_step=resume_from + 1 if resume_from else None)
         experiment, start_info, end_info = hparams(flat_params(config), {k: 0.0 for k in HPARAM_METRICS})
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, start_info, end_info):

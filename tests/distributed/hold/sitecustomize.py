@@ -7,11 +7,15 @@ machine.
 - ASSIST_TEST_EPOCH_FLOOR_S=S (the sweep kill test): every epoch lasts at least S seconds (a
   pause after its checkpoint), so a sweep with many epochs left cannot finish in the moments
   between the test seeing progress and its signal arriving. Results are unchanged.
+- ASSIST_TEST_HOLD_RANK=R with ASSIST_TEST_HOLD_AFTER_EPOCH=N (the dying-rank test): rank R
+  of a data-parallel run stops for good once epoch N is done on it (rank 0's checkpoint of it
+  saved), so the other ranks wait in the next epoch's first collective when R is killed.
 """
 
 import os
 
 HOLD = os.environ.get("ASSIST_TEST_HOLD_AFTER_EPOCH")
+HOLD_RANK = os.environ.get("ASSIST_TEST_HOLD_RANK")
 FLOOR = os.environ.get("ASSIST_TEST_EPOCH_FLOOR_S")
 
 if FLOOR:
@@ -27,7 +31,22 @@ if FLOOR:
 
     checkpoint.Checkpointer.on_epoch_end = on_epoch_end_slowly
 
-if HOLD:
+if HOLD and HOLD_RANK:
+    import time
+
+    from assist.engine.trainer import Trainer
+
+    epoch_of = Trainer.run_epoch
+
+    def run_epoch(self, epoch, started):
+        row = epoch_of(self, epoch, started)
+        if epoch == int(HOLD) and self.group.rank == int(HOLD_RANK):
+            while True:
+                time.sleep(60)
+        return row
+
+    Trainer.run_epoch = run_epoch
+elif HOLD:
     import time
 
     from assist.engine import checkpoint
