@@ -107,6 +107,9 @@ def dead_rank(failures: dict, nproc: int) -> tuple[Optional[str], int]:
     exited = [f.exitcode for _, f in own if f.exitcode > 0]
     if not killed and exited:
         return None, exited[0]
+    # gloo may abort a survivor (SIGABRT from its C++ runtime) when a peer's socket closes, and
+    # the launcher can see it end first: a rank killed by any other signal is the cause
+    killed.sort(key=lambda ranked: ranked[1].exitcode == -signal.SIGABRT)
     rank, failure = (killed or own)[0]
     return f"rank {rank} of {nproc} died ({signal.Signals(-failure.exitcode).name})", 1
 
